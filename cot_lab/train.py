@@ -1,0 +1,266 @@
+"""The budgeted trainer: train a model under exactly one budget (FLOPs, tokens or seconds) and return a Run.
+
+Recipe (the small-scale defaults of the scaling-law literature, REFERENCE.md Sec. 5): AdamW
+(beta2 0.95, weight decay 0.1, fused where the device has it), linear warmup then cosine decay to
+10% of the peak learning rate (Hoffmann et al. 2022 decay 10x), gradient clipping at 1.0, bf16
+autocast where the device runs it natively. The schedule is a function of the fraction of the
+budget spent, so a time budget gets a proper cosine too.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import time
+
+import torch
+import torch.nn.functional as F
+
+from .accounting import flops_per_token
+from .callbacks import Callback, ProgressBar, TrainState
+from .config import ModelConfig, build_model
+from .data.base import Corpus
+from .evaluate import DEFAULT_EVAL_SEQUENCES, sequence_losses
+from .hardware import autocast_dtype, device_name, resolve_device
+from .runs import Run, RunStore, now_iso, run_key
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+EVAL_SHARE = 0.1  # evaluations may cost at most ~10% of the training FLOPs (a forward is 1/3 of a step)
+MAX_EVALS = 20
+
+
+def default_lr(cfg: ModelConfig) -> float:
+    """Peak learning rate for `cfg`: 3e-3 at d_model 128, scaled as 1/d_model (muP-style width rule), clipped to [3e-4, 1e-2]."""
+    return min(1e-2, max(3e-4, 3e-3 * 128 / cfg.d_model))
+
+
+def lr_at(progress: float, peak: float, warmup: float, min_ratio: float) -> float:
+    """Learning rate at `progress` (fraction of budget spent, 0..1): linear warmup, then cosine to min_ratio*peak."""
+    if progress < warmup:
+        return peak * max(progress, 1e-3) / warmup
+    decay = min(1.0, (progress - warmup) / max(1e-12, 1.0 - warmup))
+    return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * decay)))
+
+
+def _check_budget(flops, tokens, seconds) -> tuple[str, float]:
+    given = {k: v for k, v in (("flops", flops), ("tokens", tokens), ("seconds", seconds)) if v is not None}
+    if len(given) != 1:
+        raise ValueError(f"give exactly one budget: flops=, tokens= or seconds= (got {sorted(given) or 'none'})")
+    kind, value = next(iter(given.items()))
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
+        raise ValueError(f"{kind}={value!r} must be a positive finite number")
+    return kind, float(value)
+
+
+def _resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not known; use one of {PRECISIONS}")
+    if precision == "auto":
+        return autocast_dtype(device)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision='fp16' needs a CUDA device (got {device.type}); use 'bf16' or 'fp32'")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def _make_optimizer(model, lr: float, weight_decay: float, device: torch.device):
+    # Decay matrices only: norms gains and embeddings-as-lookups are not regularised (nanoGPT's rule: dim >= 2).
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+    except (RuntimeError, TypeError):  # fused kernels are missing on some devices (e.g. older MPS builds)
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def train(
+    cfg: ModelConfig,
+    corpus: Corpus,
+    *,
+    flops: float | None = None,
+    tokens: float | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    batch_size: int = 16,
+    lr: float | None = None,
+    warmup: float = 0.05,
+    min_lr_ratio: float = 0.1,
+    weight_decay: float = 0.1,
+    grad_clip: float = 1.0,
+    device: str | torch.device | None = None,
+    precision: str = "auto",
+    compile: bool = False,
+    micro_batch_size: int | None = None,
+    eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
+    callbacks: list[Callback] | tuple = (),
+    store: RunStore | None = None,
+    progress: bool = True,
+) -> Run:
+    """Train a fresh `build_model(cfg)` on `corpus` under one budget (FLOPs, tokens or wall seconds); returns a Run.
+
+    FLOPs are counted with `flops_per_token(cfg, "chinchilla")`. batch_size is in sequences of
+    cfg.seq_len tokens; lr=None takes `default_lr(cfg)`; warmup is a fraction of the budget.
+    With `store`, a run with the same key already stored returns at once.
+    """
+    if not isinstance(cfg, ModelConfig):
+        raise ValueError(f"cfg must be a cot_lab.ModelConfig (got {type(cfg).__name__})")
+    if not isinstance(corpus, Corpus):
+        raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
+    if cfg.vocab_size < corpus.vocab_size:
+        raise ValueError(
+            f"cfg.vocab_size={cfg.vocab_size} is smaller than the corpus's vocab_size={corpus.vocab_size}; "
+            f"use cfg.replace(vocab_size={corpus.vocab_size})"
+        )
+    kind, value = _check_budget(flops, tokens, seconds)
+    for name, v in (("batch_size", batch_size), ("eval_sequences", eval_sequences)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name}={v!r} must be a positive integer")
+    if micro_batch_size is not None and (not isinstance(micro_batch_size, int) or not 0 < micro_batch_size <= batch_size):
+        raise ValueError(f"micro_batch_size={micro_batch_size!r} must be an integer in 1..batch_size={batch_size}")
+    lr = default_lr(cfg) if lr is None else lr
+    if not (isinstance(lr, (int, float)) and 0 < lr < 1):
+        raise ValueError(f"lr={lr!r} must be a learning rate in (0, 1), e.g. 1e-3")
+    if not 0 <= warmup < 1:
+        raise ValueError(f"warmup={warmup!r} must be a fraction of the budget in [0, 1)")
+    if not 0 <= min_lr_ratio <= 1:
+        raise ValueError(f"min_lr_ratio={min_lr_ratio!r} must be in [0, 1]")
+    dev = resolve_device(device)
+    amp_dtype = _resolve_precision(precision, dev)
+    precision_used = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+
+    tokens_per_step = batch_size * cfg.seq_len
+    flops_per_tok = flops_per_token(cfg, "chinchilla")
+    total_steps = None
+    if kind != "seconds":
+        budget_tokens = value if kind == "tokens" else value / flops_per_tok
+        total_steps = int(budget_tokens // tokens_per_step)
+        if total_steps < 1:
+            need = tokens_per_step * (flops_per_tok if kind == "flops" else 1)
+            raise ValueError(
+                f"{kind}={value:.3g} is too small for one step: one step of batch_size={batch_size} x "
+                f"seq_len={cfg.seq_len} needs {need:.3g} {kind}; raise {kind} to at least that or lower batch_size"
+            )
+
+    hparams = dict(seed=seed, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_ratio=min_lr_ratio,
+                   weight_decay=weight_decay, grad_clip=grad_clip, eval_sequences=eval_sequences)
+    budget = {"kind": kind, "value": value}
+    key = run_key(dict(config=cfg.to_dict(), corpus=corpus.fingerprint, budget=budget, hparams=hparams,
+                       precision=precision_used, device=dev.type))
+    callbacks = list(callbacks) + ([ProgressBar(f"{cfg.d_model}x{cfg.n_layer}")] if progress else [])
+    if store is not None:
+        cached = store.get(key)
+        if cached is not None and cached.status == "ok":
+            for cb in callbacks:
+                cb.on_end(cached)
+            return cached
+
+    run = Run(run_id=key, config=cfg, corpus=corpus.name, corpus_fingerprint=corpus.fingerprint, budget=budget,
+              hparams=hparams, entropy=corpus.entropy, device=dev.type, device_name=device_name(dev),
+              precision=precision_used, versions=_versions(), created_at=now_iso())
+    with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
+        torch.manual_seed(seed)
+        model = build_model(cfg)
+    model.to(dev).train()
+    step_model = torch.compile(model) if compile else model
+    optimizer = _make_optimizer(model, lr, weight_decay, dev)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    val_rows = corpus.val_batch(eval_sequences, cfg.seq_len)
+    batches = corpus.train_batches(batch_size, cfg.seq_len, seed)
+
+    n_evals = max(1, min(MAX_EVALS, int(EVAL_SHARE * 3 * tokens_per_step * (total_steps or 1000) / val_rows.numel())))
+    next_eval = 1.0 / (n_evals + 1)
+    micro = micro_batch_size or batch_size
+    state = TrainState(0, total_steps, 0, 0.0, float("nan"), 0.0, 0.0, 0.0)
+    start = time.perf_counter()
+    try:
+        while state.progress < 1.0:
+            state.lr = lr_at(state.progress, lr, warmup, min_lr_ratio)
+            for group in optimizer.param_groups:
+                group["lr"] = state.lr
+            batch = next(batches)
+            t0 = time.perf_counter()
+            while True:
+                try:
+                    loss = _train_step(step_model, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip)
+                    break
+                except RuntimeError as error:
+                    if not _is_oom(error) or micro == 1:
+                        raise
+                    optimizer.zero_grad(set_to_none=True)
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    micro //= 2  # same effective batch, split into more accumulation steps
+            state.elapsed_s += time.perf_counter() - t0
+            state.step += 1
+            state.tokens += tokens_per_step
+            state.flops = state.tokens * flops_per_tok
+            state.loss = loss
+            state.progress = state.step / total_steps if total_steps else min(1.0, state.elapsed_s / value)
+            run.train_curve.append([state.step, state.tokens, loss])
+            if not math.isfinite(loss):
+                run.status = "diverged"
+                break
+            for cb in callbacks:
+                cb.on_step(state)
+            if state.progress >= next_eval and state.progress < 1.0:
+                next_eval += 1.0 / (n_evals + 1)
+                _evaluate(model, val_rows, state, run, callbacks)
+        if run.status == "ok":
+            _evaluate(model, val_rows, state, run, callbacks)
+    except KeyboardInterrupt:
+        run.status = "interrupted"  # the notebook's Stop button: keep what was trained, marked as partial
+    run.steps, run.tokens, run.flops, run.train_s = state.step, state.tokens, state.flops, state.elapsed_s
+    run.wall_s = time.perf_counter() - start
+    run.final_val_loss = run.val_curve[-1][2] if run.val_curve and run.status == "ok" else float("nan")
+    run.hparams["micro_batch_size"] = micro
+    model.to("cpu").eval()
+    run._model = model
+    if store is not None:
+        store.save(run, model if run.status != "diverged" else None)
+    for cb in callbacks:
+        cb.on_end(run)
+    return run
+
+
+def _train_step(step_model, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip) -> float:
+    """One optimizer step over `batch` [B, T+1], accumulated over micro-batches of `micro` rows; returns mean loss."""
+    batch = batch.to(dev, non_blocking=True)
+    n_rows = batch.shape[0]
+    total = torch.zeros((), device=dev)
+    for start in range(0, n_rows, micro):
+        chunk = batch[start:start + micro]
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            logits = step_model(input_ids=chunk[:, :-1]).logits  # [b, T, vocab]
+            loss = F.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten())
+        scaled = loss * (chunk.shape[0] / n_rows)
+        (scaler.scale(scaled) if scaler else scaled).backward()
+        total += scaled.detach()
+    if scaler:
+        scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if scaler:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(total)
+
+
+def _evaluate(model, val_rows, state: TrainState, run: Run, callbacks) -> None:
+    val_loss = float(sequence_losses(model, val_rows).mean())
+    run.val_curve.append([state.step, state.tokens, val_loss])
+    for cb in callbacks:
+        cb.on_eval(state, val_loss)
+
+
+def _versions() -> dict:
+    import transformers
+
+    from . import __version__
+
+    return {"cot_lab": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}

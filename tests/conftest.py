@@ -1,0 +1,24 @@
+"""Shared fixtures: every test session writes under its own COT_LAB_HOME, never the user's."""
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cot_lab_home(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cot_lab_home")
+    old = os.environ.get("COT_LAB_HOME")
+    os.environ["COT_LAB_HOME"] = str(path)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    yield path
+    if old is None:
+        os.environ.pop("COT_LAB_HOME", None)
+    else:
+        os.environ["COT_LAB_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def synthetic():
+    import cot_lab as cl
+
+    return cl.load_corpus("synthetic")
