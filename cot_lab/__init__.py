@@ -12,7 +12,7 @@ from .accounting import ParamCount, active_params, count_params, flops_breakdown
 from .budget import Budget
 from .callbacks import Callback, ProgressBar, TrainState
 from .config import ModelConfig, build_model, preset
-from .data.base import Corpus  # TEMP
+from .data import Corpus, load_corpus
 from .evaluate import evaluate_loss
 from .hardware import GPUS, autocast_dtype, detect_device, device_name, gpu, measure_peak_flops, resolve_device
 from .paths import home

@@ -331,18 +331,22 @@ def _docs_documents() -> Iterator[tuple[str, str]]:
 
     for key in sorted(topics):
         yield f"topic:{key}", topics[key]
-    # Docstrings are read by parsing, never by importing modules (imports can have side effects).
     for rel, path in _stdlib_files(_SKIP_DIRS)[1]:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # old escape sequences in some files
-                tree = ast.parse(path.read_bytes())
-        except (SyntaxError, ValueError):
-            continue
-        parts = [ast.get_docstring(node) for node in ast.walk(tree) if isinstance(node, _DOC_NODES)]
-        text = "\n\n".join(p for p in parts if p)
+        text = _docstrings(path)
         if text:
             yield f"docstrings:{rel}", text
+
+
+def _docstrings(path: Path) -> str:
+    """The module, class and function docstrings of a .py file, read by parsing, never by importing it."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # old escape sequences in some files
+            tree = ast.parse(path.read_bytes())
+    except (SyntaxError, ValueError):
+        return ""
+    parts = [ast.get_docstring(node) for node in ast.walk(tree) if isinstance(node, _DOC_NODES)]
+    return "\n\n".join(p for p in parts if p)
 
 
 def _code_documents() -> Iterator[tuple[str, str]]:

@@ -1,0 +1,52 @@
+"""The `cot-lab` command as an instructor uses it."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import cot_lab as cl
+from cot_lab.cli import main
+
+
+def _cli(*args, home):
+    env = {**os.environ, "COT_LAB_HOME": str(home)}
+    return subprocess.run([sys.executable, "-m", "cot_lab.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+def test_doctor_reports_device_peak_and_store(tmp_path):
+    result = _cli("doctor", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "device      cpu" in result.stdout or "device      cuda" in result.stdout
+    assert "GFLOP/s" in result.stdout
+    assert str(tmp_path / "runs" / "runs.sqlite") in result.stdout
+    # the measured peak was cached for the next time
+    assert (tmp_path / "peak_flops.json").exists()
+
+
+def test_train_command_trains_and_stores_then_hits_the_cache(tmp_path):
+    args = ("train", "--params", "3e4", "--flops", "2e10", "--seq-len", "32", "--batch-size", "8")
+    first = _cli(*args, home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "status=ok" in first.stdout and "final validation loss" in first.stdout
+    second = _cli(*args, home=tmp_path)
+    assert "(from store)" in second.stdout
+    store = cl.RunStore(tmp_path / "runs")
+    (run,) = store.runs()
+    assert run.budget == {"kind": "flops", "value": 2e10}
+    assert run.flops <= 2e10
+    assert f"{run.final_val_loss:.4f}" in first.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (("train", "--params", "-5", "--flops", "1e12"), ["n_params=-5"]),
+    (("train", "--params", "1e5", "--flops", "1e3"), ["too small for one step"]),
+    (("train", "--params", "1e5", "--flops", "1e12", "--corpus", "wikipedia"), ["corpus", "synthetic"]),
+])
+def test_bad_arguments_give_a_clear_error_and_exit_code_2(args, words, capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COT_LAB_HOME", str(tmp_path))
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    for word in words:
+        assert word in err
