@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 lab: setup
-	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root,) notebooks/00_start_here.ipynb
+	$(BIN)/python -m cot_lab.lab --root $(CURDIR)
 
 test: setup
 	$(BIN)/python -m pytest

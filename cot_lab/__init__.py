@@ -16,6 +16,7 @@ from .data import Corpus, load_corpus
 from .evaluate import evaluate_loss
 from .hardware import GPUS, autocast_dtype, detect_device, device_name, gpu, measure_peak_flops, resolve_device
 from .paths import home
+from .profiles import Profile, profile
 from .runs import Run, RunStore
 from .train import default_lr, train
 
@@ -23,5 +24,5 @@ __all__ = [
     "ParamCount", "active_params", "count_params", "flops_breakdown", "flops_per_token", "training_flops",
     "Budget", "Callback", "ProgressBar", "TrainState", "ModelConfig", "build_model", "preset", "Corpus",
     "load_corpus", "evaluate_loss", "GPUS", "autocast_dtype", "detect_device", "device_name", "gpu",
-    "measure_peak_flops", "resolve_device", "home", "Run", "RunStore", "default_lr", "train",
+    "measure_peak_flops", "resolve_device", "home", "Profile", "profile", "Run", "RunStore", "default_lr", "train",
 ]

@@ -159,7 +159,8 @@ def train(
             return cached
 
     run = Run(run_id=key, config=cfg, corpus=corpus.name, corpus_fingerprint=corpus.fingerprint, budget=budget,
-              hparams=hparams, entropy=corpus.entropy, device=dev.type, device_name=device_name(dev),
+              hparams=hparams, entropy=_entropy_floor(corpus, cfg.seq_len), device=dev.type,
+              device_name=device_name(dev),
               precision=precision_used, versions=_versions(), created_at=now_iso())
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
         torch.manual_seed(seed)
@@ -268,6 +269,12 @@ def _evaluate(model, val_rows, state: TrainState, run: Run, callbacks) -> None:
     run.val_curve.append([state.step, state.tokens, val_loss])
     for cb in callbacks:
         cb.on_eval(state, val_loss)
+
+
+def _entropy_floor(corpus: Corpus, seq_len: int) -> float | None:
+    """The corpus's true entropy (nats/token) at this context length, when its generator knows it."""
+    entropy_for = getattr(corpus, "entropy_for", None)
+    return entropy_for(seq_len)[0] if entropy_for is not None else corpus.entropy
 
 
 def _versions() -> dict:

@@ -134,7 +134,9 @@ class SyntheticCorpus(Corpus):
     def next_token_distribution(self, prefix_rows) -> np.ndarray:
         """p(next token = v | the whole prefix) for every id v: float64 [n, vocab_size]; rows start with <doc>."""
         rows = _as_rows("prefix_rows", prefix_rows, 1)
-        return grammar.next_distribution(self.language, rows)
+        step = 1024  # the candidates' preference rows are [4, step, vocab_size]: bound the memory
+        return np.concatenate([grammar.next_distribution(self.language, rows[i: i + step])
+                               for i in range(0, len(rows), step)])
 
     # ------------------------------------------------------------ the entropy floor
     @property
@@ -174,8 +176,8 @@ class SyntheticCorpus(Corpus):
     def layer_report(self, seq_len: int = DEFAULT_SEQ_LEN, train_tokens: int = 2_000_000) -> dict[str, float]:
         """Loss in nats/token of the exact model and of models blind to one layer, on validation rows.
 
-        Keys: floor; topic_known (an oracle told the topic); no_topic, no_copy, no_agreement,
-        no_nesting (that layer ignored, everything else exact); bigram, unigram (count models
+        Keys: floor; topic_known (an oracle told the topic); no_topic, no_knowledge, no_copy,
+        no_agreement, no_nesting (that layer ignored, everything else exact); bigram, unigram (count models
         fitted on `train_tokens` training tokens, add-alpha smoothing tuned on these rows).
         """
         seq_len = _check_int("seq_len", seq_len, 1, MAX_SEQ_LEN, hint=", e.g. 128")
@@ -210,12 +212,14 @@ class SyntheticCorpus(Corpus):
             "Each layer is a step a bigger model can climb:",
             "  1. Zipfian words: every word class draws its words with probability ~ 1/rank.",
             "  2. Local grammar and word pairs: determiner -> adjectives -> noun -> verb -> object;"
-            " adjectives and verbs have favourite partner nouns / prepositions.",
+            " an adjective prefers a few nouns, a verb a few prepositions.",
             "  3. Agreement: 'a zorn blicks' / 'some zorns blick', even across clauses and brackets.",
             f"  4. Topic: each document has one of {grammar.N_TOPICS} hidden topics that shift which"
             " adjectives, nouns and verbs appear; infer it from the document so far.",
-            "  5. Entities: names are introduced once and re-mentioned later: copy them from context.",
-            "  6. Nesting: relative clauses end with ',', brackets with ')', sentences with '.'.",
+            "  5. Knowledge: every noun and name has favourite verbs, every verb and preposition"
+            " favourite objects: tables to memorise, the deciding word several tokens back.",
+            "  6. Entities: names are introduced once and re-mentioned later: copy them from context.",
+            "  7. Nesting: relative clauses end with ',', brackets with ')', sentences with '.'.",
             "The generator knows every next-token probability, so corpus.entropy is the exact"
             " loss floor (nats/token) that no model can beat.",
         ])

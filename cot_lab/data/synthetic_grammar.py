@@ -13,22 +13,27 @@ with the probabilities of each option in BASE (one grammar state per position in
 The layers a model can learn, from cheap to expensive:
   1. Zipfian words: every word class draws its words from a Zipf-like distribution.
   2. Local grammar and word pairs: the class of the next token depends on the grammar state
-     (determiner -> adjective/noun, verb -> object...); an adjective often picks its partner noun,
-     a verb its partner preposition (frequent bigrams).
+     (determiner -> adjective/noun, verb -> object...); an adjective prefers a few nouns, a verb a
+     few prepositions right after it (frequent bigrams).
   3. Agreement: "a"/"each" take singular nouns, "some"/"many" plural; a verb agrees in number with
      its subject (`zorns blick` / `zorn blicks`), across adverbs, relative clauses and brackets.
   4. Topic: each document has a hidden topic (one of N_TOPICS, uniform); adjectives, nouns and verbs
-     are drawn from the topic's vocabulary. The topic is never emitted: the exact probability
+     lean towards the topic's vocabulary. The topic is never emitted: the exact probability
      marginalises it with Bayes' rule over the document so far.
-  5. Entities: a name is either new to the document (Zipf over unused names) or a re-mention of one
+  5. Knowledge: fixed tables a model must memorise, each row naming a few favourites: what every
+     noun and every name tends to do (its verbs), and what every verb and preposition tends to
+     take as object (its nouns). The deciding word sits several tokens back.
+  6. Entities: a name is either new to the document (Zipf over unused names) or a re-mention of one
      already introduced (uniform among them): predicting a re-mention means copying from context.
-  6. Nesting: relative clauses close with ",", brackets with ")", the sentence with "."; which
-     closer comes next (and which number the next verb takes) depends on a stack of open clauses.
+  7. Nesting: relative clauses close with ",", brackets with ")", the sentence with "."; which
+     closer comes next (and which number and subject the next verb has) depends on a stack of
+     open clauses.
 
-Every random choice except the topic (and whether a noun/preposition was its partner's, a mixture
-weight that is likewise marginalised) is revealed by the token it emits, so p(token | earlier tokens
-of the row) is exact. The grammar state is a deterministic function of the visible tokens; `Walker`
-tracks it for many rows at once, one position per step.
+A content word is a mixture: with the weight of each preference rule that applies (RULES) it comes
+from that rule's table row, else from the topic's table. Every other random choice is revealed by
+the token it emits, so with the topic and the mixture branch marginalised, p(token | earlier tokens
+of the row) is exact. The grammar state is a deterministic function of the visible tokens;
+`Walker` tracks it for many rows at once, one position per step.
 """
 from __future__ import annotations
 
@@ -37,7 +42,7 @@ import json
 
 import numpy as np
 
-VERSION = "synthetic-language-v1"
+VERSION = "synthetic-language-v2"
 
 # ---------------------------------------------------------------- vocabulary: one block of ids per class
 CLASSES = ("bos", "dot", "comma", "lparen", "rparen", "that", "det_sg", "det_pl", "det_any",
@@ -60,13 +65,12 @@ TOPIC_CLASSES = (ADJ, NOUN_SG, NOUN_PL, VERB_SG, VERB_PL)
 LMAX = int(CLASS_SIZE.max())
 
 # ---------------------------------------------------------------- language parameters
-N_TOPICS = 8
+N_TOPICS = 16
 ZIPF_EXPONENT = 1.0        # word weight ~ 1/rank^s within a class
 NAME_ZIPF_EXPONENT = 0.6   # flatter: which new name appears is hard to guess, a re-mention is easy to copy
 GENERAL_FRACTION = 0.2     # the most frequent content words are shared by all topics
 TOPIC_BOOST = 40.0         # a topic's own content words are this much likelier under it
-PARTNER_NOUN_P = 0.3       # after an adjective, the noun is the adjective's partner with this probability
-PARTNER_PREP_P = 0.5       # right after a verb, the preposition is the verb's partner with this probability
+PREF_SIZE = 5              # favourites per row of a preference table (Zipf-weighted)
 NEW_NAME_P = np.array([1.0, 0.3, 0.2, 0.1, 0.0])  # p(a name slot introduces a new entity | entities so far)
 MAX_DEPTH = 3              # open relative clauses + brackets
 MIN_SENTENCES, END_P, MAX_DOC_TOKENS = 3, 0.1, 300  # a document ends at a sentence start
@@ -101,6 +105,28 @@ NEXT[PP, [DET_SG, DET_PL, DET_ANY, NAME]] = [O_DET, O_DET, O_DET, O_POST]
 RETURN_TO = {S_POST: PRED, O_POST: O_END}      # where a clause opened after a noun phrase resumes
 RETURN = np.array([RETURN_TO.get(s, -1) for s in range(len(STATES))])
 SUBJECT_ROLE = np.isin(np.arange(len(STATES)), [SUBJ, S_DET])  # a noun here sets the verb's number
+
+# ---------------------------------------------------------------- preference rules (word pairs, knowledge)
+RULES = ("adjective -> noun", "verb/preposition -> object noun", "subject -> verb", "verb -> preposition")
+RULE_WEIGHT = np.array([0.3, 0.5, 0.5, 0.5])      # mixture weight of the rule's row where it applies
+N_PREP = len(FIXED_WORDS[PREP])
+RULE_CONTEXTS = np.array([N_ADJ, N_VERB + N_PREP, N_NOUN + N_NAMES, N_VERB])  # rows per table
+RULE_TARGETS = np.array([N_NOUN, N_NOUN, N_VERB, N_PREP])                    # lemmas per row
+RULE_START = np.concatenate([[0], np.cumsum(RULE_CONTEXTS + 1)[:-1]])  # + 1: a context-blind mean row
+
+
+def rule_rows(state, prev_class, prev_lemma, governor, agent, cls) -> np.ndarray:
+    """Preference-table row of each rule for a token of class `cls` (-1 where the rule does not
+    apply): [len(RULES), ...]. governor: last verb lemma or N_VERB + preposition lemma; agent:
+    the clause subject's noun lemma or N_NOUN + name lemma. Arguments broadcast."""
+    noun = (cls == NOUN_SG) | (cls == NOUN_PL)
+    verb = (cls == VERB_SG) | (cls == VERB_PL)
+    after_verb = (prev_class == VERB_SG) | (prev_class == VERB_PL)
+    return np.stack(np.broadcast_arrays(
+        np.where(noun & (prev_class == ADJ), RULE_START[0] + np.minimum(prev_lemma, N_ADJ - 1), -1),
+        np.where(noun & (state == O_DET), RULE_START[1] + governor, -1),
+        np.where(verb, RULE_START[2] + agent, -1),
+        np.where((cls == PREP) & after_verb, RULE_START[3] + np.minimum(prev_lemma, N_VERB - 1), -1)))
 
 
 def class_probs(state: int, kind: int, full: bool, np_num: int, num: int, hazard: int) -> np.ndarray:
@@ -157,7 +183,7 @@ def _pseudo_words(rng: np.random.Generator, count: int, taken: set, n_syll: tupl
 
 
 class Language:
-    """All tables of one language, fixed by `seed`: words, class table, topic tables, partners."""
+    """All tables of one language, fixed by `seed`: words, class table, topic tables, preference tables."""
 
     def __init__(self, seed: int):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
@@ -197,12 +223,18 @@ class Language:
             p = zipf(n, ZIPF_EXPONENT)[None, :] * boost
             for c in classes:
                 self.word_p[c, :, :n] = p / p.sum(1, keepdims=True)
-        self.partner_noun = rng.integers(N_NOUN, size=N_ADJ)   # adjective lemma -> noun lemma
-        self.partner_prep = rng.integers(len(FIXED_WORDS[PREP]), size=N_VERB)  # verb lemma -> prep lemma
-        # flattened cumulative tables for sampling: table id = class * N_TOPICS + topic
-        cum = np.cumsum(self.word_p, axis=2)
-        cum = np.where(np.arange(LMAX)[None, None, :] >= CLASS_SIZE[:, None, None] - 1, 1.0, cum)
-        self.word_cum_flat = (cum + np.arange(N_CLASSES * N_TOPICS).reshape(N_CLASSES, N_TOPICS, 1)).ravel()
+        # preference tables, stacked: each row puts Zipf weights on PREF_SIZE favourites; after each
+        # table, the mean of its rows (what a model that ignores the context would predict)
+        self.pref_p = np.zeros((RULE_START[-1] + RULE_CONTEXTS[-1] + 1, LMAX))
+        for start, rows, size in zip(RULE_START, RULE_CONTEXTS, RULE_TARGETS):
+            for r in range(rows):
+                self.pref_p[start + r, rng.choice(size, PREF_SIZE, replace=False)] = zipf(PREF_SIZE, ZIPF_EXPONENT)
+            self.pref_p[start + rows] = self.pref_p[start: start + rows].mean(0)
+        # flattened cumulative tables for sampling: table id = class * N_TOPICS + topic, then preference rows
+        sizes = np.concatenate([np.repeat(CLASS_SIZE, N_TOPICS), np.repeat(RULE_TARGETS, RULE_CONTEXTS + 1)])
+        tables = np.concatenate([self.word_p.reshape(-1, LMAX), self.pref_p])
+        cum = np.where(np.arange(LMAX) >= sizes[:, None] - 1, 1.0, np.cumsum(tables, axis=1))
+        self.cum_flat = (cum + np.arange(len(tables))[:, None]).ravel()
         # token-indexed view for the scorer: p(token | its class, topic k)
         self.token_topic_p = self.word_p[self.tok_class, :, self.tok_lemma]      # [VOCAB, N_TOPICS]
 
@@ -211,11 +243,11 @@ class Language:
         params = dict(version=VERSION, seed=self.seed, base={STATES[s]: {str(k): v for k, v in b.items()}
                                                              for s, b in BASE.items()},
                       topics=N_TOPICS, boost=TOPIC_BOOST, general=GENERAL_FRACTION, zipf=ZIPF_EXPONENT,
-                      name_zipf=NAME_ZIPF_EXPONENT, partner=(PARTNER_NOUN_P, PARTNER_PREP_P),
+                      name_zipf=NAME_ZIPF_EXPONENT, rules=RULES, rule_weight=RULE_WEIGHT.tolist(),
                       new_name=NEW_NAME_P.tolist(), depth=MAX_DEPTH, doc=(MIN_SENTENCES, END_P, MAX_DOC_TOKENS),
                       words=self.words)
         h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-        for a in (self.class_p, self.word_p, self.partner_noun, self.partner_prep, NEXT):
+        for a in (self.class_p, self.word_p, self.pref_p, NEXT):
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
 
@@ -223,17 +255,21 @@ class Language:
 class Walker:
     """The grammar registers of n rows, advanced one token per step (shared by sampler and scorer).
 
-    state: grammar state; np_num: number of the noun phrase being built (0 sg, 1 pl, 2 open);
-    num: number the next verb must agree with; a stack of open clauses (kind, resume state, saved num);
-    per document: sentences ended, tokens since <doc>, names introduced (mask and their Zipf mass).
+    state: grammar state; np_num, np_agent: number (0 sg, 1 pl, 2 open) and identity of the noun
+    phrase being built; num, agent: number and identity of the subject the next verb goes with;
+    governor: the last verb or preposition; a stack of open clauses (kind, resume state, saved
+    num and agent); per document: sentences ended, tokens since <doc>, names introduced (mask and
+    their Zipf mass); the previous token's class and lemma.
     """
 
     def __init__(self, n: int):
         self.n = n
         self.rows = np.arange(n)
         self.state, self.np_num, self.num = (np.zeros(n, np.int64) for _ in range(3))
+        self.np_agent, self.agent, self.governor = (np.zeros(n, np.int64) for _ in range(3))
         self.depth, self.kind = np.zeros(n, np.int64), np.zeros(n, np.int64)
-        self.stack_state, self.stack_num, self.stack_kind = (np.zeros((n, MAX_DEPTH), np.int64) for _ in range(3))
+        self.stack_state, self.stack_num, self.stack_agent, self.stack_kind = (
+            np.zeros((n, MAX_DEPTH), np.int64) for _ in range(4))
         self.sentences, self.doc_len, self.n_seen = (np.zeros(n, np.int64) for _ in range(3))
         self.seen = np.zeros((n, N_NAMES), bool)
         self.seen_q = np.zeros(n)  # Zipf mass of the names already introduced
@@ -242,8 +278,8 @@ class Walker:
 
     def reset(self, rows: np.ndarray) -> None:
         """Start a new document in the rows where `rows` is True (SUBJ, singular, no open clause)."""
-        for reg in (self.state, self.np_num, self.num, self.depth, self.kind, self.sentences, self.doc_len,
-                    self.n_seen, self.seen_q, self.seen):
+        for reg in (self.state, self.np_num, self.num, self.np_agent, self.agent, self.governor, self.depth,
+                    self.kind, self.sentences, self.doc_len, self.n_seen, self.seen_q, self.seen):
             reg[rows] = 0
 
     def key(self) -> np.ndarray:
@@ -254,28 +290,41 @@ class Walker:
         return table_key(self.state, self.kind, (self.depth >= MAX_DEPTH).astype(np.int64),
                          self.np_num, self.num, hazard)
 
+    def rules(self, cls: np.ndarray) -> np.ndarray:
+        """rule_rows for the next token of class `cls` ([n], or [1, V] for every candidate: [J, n, V])."""
+        regs = (self.state, self.prev_class, self.prev_lemma, self.governor, self.agent)
+        return rule_rows(*(r[:, None] if np.ndim(cls) == 2 else r for r in regs), cls)
+
     def advance(self, cls: np.ndarray, lemma: np.ndarray) -> None:
         """Update every register after each row emitted a token of class `cls`, lemma `lemma`."""
         nxt = NEXT[self.state, cls]
         nominal = (cls == NOUN_SG) | (cls == NOUN_PL) | (cls == NAME)
         self.np_num = np.where((cls >= DET_SG) & (cls <= DET_ANY), cls - DET_SG, self.np_num)
         self.np_num = np.where(nominal, (cls == NOUN_PL).astype(np.int64), self.np_num)
-        self.num = np.where(nominal & SUBJECT_ROLE[self.state], self.np_num, self.num)
+        self.np_agent = np.where(nominal, lemma + N_NOUN * (cls == NAME), self.np_agent)
+        subject = nominal & SUBJECT_ROLE[self.state]
+        self.num = np.where(subject, self.np_num, self.num)
+        self.agent = np.where(subject, self.np_agent, self.agent)
+        verb = (cls == VERB_SG) | (cls == VERB_PL)
+        self.governor = np.where(verb, lemma, np.where(cls == PREP, N_VERB + lemma, self.governor))
         opened = np.flatnonzero((cls == THAT) | (cls == LPAREN))
         if opened.size:  # push: remember where to resume and whose number was in force
             d = self.depth[opened]
             kind = np.where(cls[opened] == THAT, REL, BRACKET)
             self.stack_state[opened, d] = RETURN[self.state[opened]]
             self.stack_num[opened, d] = self.num[opened]
+            self.stack_agent[opened, d] = self.agent[opened]
             self.stack_kind[opened, d] = kind
             self.depth[opened] = d + 1
             self.kind[opened] = kind
-            self.num[opened] = np.where(kind == REL, self.np_num[opened], self.num[opened])
+            rel = opened[kind == REL]  # a relative clause's verb goes with the noun it follows
+            self.num[rel], self.agent[rel] = self.np_num[rel], self.np_agent[rel]
         closed = np.flatnonzero((cls == COMMA) | (cls == RPAREN))
         if closed.size:  # pop
             d = self.depth[closed] - 1
             nxt[closed] = self.stack_state[closed, d]
             self.num[closed] = self.stack_num[closed, d]
+            self.agent[closed] = self.stack_agent[closed, d]
             self.depth[closed] = d
             self.kind[closed] = np.where(d > 0, self.stack_kind[closed, np.maximum(d - 1, 0)], TOP)
         named = np.flatnonzero(cls == NAME)
@@ -309,16 +358,17 @@ def sample(lang: Language, n: int, length: int, rng: np.random.Generator):
         key = w.key()
         u = rng.random((4, n))
         cls = (lang.class_cum[key] < u[0][:, None]).sum(1)
-        table = cls * N_TOPICS + topic  # content words come from the true topic's table
-        lemma = np.searchsorted(lang.word_cum_flat, table + u[1], side="right") - table * LMAX
+        # which table the word comes from: a preference rule's row, or the true topic's table
+        rows = w.rules(cls)
+        weights = RULE_WEIGHT[:, None] * (rows >= 0)
+        branch = (np.cumsum(weights, axis=0) <= u[2]).sum(0)
+        table = np.where(branch < len(RULES), N_CLASSES * N_TOPICS + rows[np.minimum(branch, len(RULES) - 1), w.rows],
+                         cls * N_TOPICS + topic)
+        lemma = np.searchsorted(lang.cum_flat, table + u[1], side="right") - table * LMAX
         lemma = np.minimum(lemma, CLASS_SIZE[cls] - 1)  # guards a rounding of table + u up to table + 1
-        # word pairs: a mixture of "the partner" and the table, whose branch stays hidden
-        pairs = _pairs(lang, w.prev_class, w.prev_lemma, cls)
-        for pair, partner, weight in pairs:
-            lemma = np.where(pair & (u[2] < weight), partner, lemma)
-        lik = lang.word_p[cls, :, lemma]  # p(lemma | class, topic k) for every k: [n, N_TOPICS]
-        for pair, partner, weight in pairs:
-            lik = np.where(pair[:, None], (1 - weight) * lik + weight * (lemma == partner)[:, None], lik)
+        # p(lemma | class, topic k) for every k, the branch marginalised: [n, N_TOPICS]
+        rest, pref = _mixture(lang, rows, lemma)
+        lik = rest[:, None] * lang.word_p[cls, :, lemma] + pref[:, None]
         names = np.flatnonzero(cls == NAME)
         if names.size:
             lemma[names], p_name = _sample_names(w, names, u[2][names], u[3][names])
@@ -336,12 +386,10 @@ def sample(lang: Language, n: int, length: int, rng: np.random.Generator):
     return tokens, logp, logp_known
 
 
-def _pairs(lang: Language, prev_class, prev_lemma, cls):
-    """(mask, partner lemma, weight) for each word-pair rule: adjective -> noun, verb -> preposition."""
-    noun = ((cls == NOUN_SG) | (cls == NOUN_PL)) & (prev_class == ADJ)
-    prep = (cls == PREP) & ((prev_class == VERB_SG) | (prev_class == VERB_PL))
-    return ((noun, lang.partner_noun[np.minimum(prev_lemma, N_ADJ - 1)], PARTNER_NOUN_P),
-            (prep, lang.partner_prep[np.minimum(prev_lemma, N_VERB - 1)], PARTNER_PREP_P))
+def _mixture(lang: Language, context: np.ndarray, lemma: np.ndarray):
+    """(weight left to the topic table, preference-table probability of `lemma`) given rule rows [J, ...]."""
+    weights = RULE_WEIGHT.reshape(-1, *[1] * (context.ndim - 1)) * (context >= 0)
+    return 1 - weights.sum(0), (weights * lang.pref_p[np.maximum(context, 0), lemma]).sum(0)
 
 
 def _sample_names(w: Walker, rows, u_branch, u_pick):
@@ -358,7 +406,7 @@ def _sample_names(w: Walker, rows, u_branch, u_pick):
 
 
 # ---------------------------------------------------------------- scoring (from the tokens alone)
-ABLATIONS = ("topic", "copy", "agreement", "nesting")
+ABLATIONS = ("topic", "knowledge", "copy", "agreement", "nesting")
 
 
 def score(lang: Language, rows: np.ndarray, ablate: tuple = (), shares: dict | None = None) -> np.ndarray:
@@ -370,8 +418,8 @@ def score(lang: Language, rows: np.ndarray, ablate: tuple = (), shares: dict | N
     """
     n, length = rows.shape
     cls, lemma = lang.tok_class[rows], lang.tok_lemma[rows]
-    log_class = np.zeros((n, length - 1))
-    log_name = np.zeros((n, length - 1))
+    log_class, log_name = np.zeros((n, length - 1)), np.zeros((n, length - 1))
+    rest, pref = np.zeros((n, length - 1)), np.zeros((n, length - 1))  # the mixture at each position
     w = Walker(n)
     for t in range(1, length):
         p = lang.class_p[w.key()]
@@ -387,24 +435,24 @@ def score(lang: Language, rows: np.ndarray, ablate: tuple = (), shares: dict | N
         names = np.flatnonzero(c == NAME)
         if names.size:
             x, m = lemma[names, t], w.n_seen[names]
-            known = w.seen[names, x]
             p_new = NEW_NAME_P[m]
-            p_name = np.where(known, (1 - p_new) / np.maximum(m, 1), p_new * NAME_Q[x] / (1 - w.seen_q[names]))
+            p_name = np.where(w.seen[names, x], (1 - p_new) / np.maximum(m, 1),
+                              p_new * NAME_Q[x] / (1 - w.seen_q[names]))
             log_name[names, t - 1] = np.log(NAME_Q[x] if "copy" in ablate else p_name)
+        context = w.rules(c)
+        if "knowledge" in ablate:  # each table's mean row instead of the row the context picks
+            context = np.where(context >= 0, (RULE_START + RULE_CONTEXTS)[:, None], -1)
+        rest[:, t - 1], pref[:, t - 1] = _mixture(lang, context, lemma[:, t])
         w.advance(c, lemma[:, t])
-    return -(log_class + log_name + _log_word_given_class(lang, rows, "topic" in ablate))
+    return -(log_class + log_name + _log_word_given_class(lang, rows, rest, pref, "topic" in ablate))
 
 
-def _word_lik(lang: Language, prev: np.ndarray, tok: np.ndarray) -> np.ndarray:
-    """p(tok | its class, topic k, the token before it) for flat arrays of tokens: [N_TOPICS, m].
+def _word_lik(lang: Language, tok: np.ndarray, rest: np.ndarray, pref: np.ndarray, topics: int = N_TOPICS):
+    """p(tok | its class, topic k) for flat tokens with their mixture (see _mixture): [topics, m].
 
     Names are not word-table draws (the entity rule scores them): their likelihood here is 1.
     """
-    lik = lang.token_topic_p.T[:, tok]
-    for pair, partner, weight in _pairs(lang, lang.tok_class[prev], lang.tok_lemma[prev], lang.tok_class[tok]):
-        if pair.any():
-            hit = (lang.tok_lemma[tok] == partner) & pair
-            lik[:, pair] = (1 - weight) * lik[:, pair] + weight * hit[pair]
+    lik = rest * lang.token_topic_p.T[:topics, tok] + pref
     lik[:, lang.tok_class[tok] == NAME] = 1.0
     return lik
 
@@ -415,7 +463,7 @@ def _doc_start(rows: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(idx, axis=1)
 
 
-def _log_word_given_class(lang: Language, rows: np.ndarray, ignore_topic: bool = False) -> np.ndarray:
+def _log_word_given_class(lang: Language, rows, rest, pref, ignore_topic: bool) -> np.ndarray:
     """log p(token | its class, earlier tokens), the topic marginalised over each document: [n, T].
 
     Only adjectives, nouns and verbs depend on the topic. At those positions, with S_i the summed
@@ -423,11 +471,11 @@ def _log_word_given_class(lang: Language, rows: np.ndarray, ignore_topic: bool =
     Bayes' rule (uniform prior) gives log p(x_i | x_<i) = logsumexp_k S_i - logsumexp_k S_{i-1}.
     """
     n, length = rows.shape
-    prev, tok = rows[:, :-1], rows[:, 1:]
+    tok = rows[:, 1:]
     # words of other classes have the same probability under every topic: read it off topic 0
-    out = np.log(_word_lik(lang, prev.ravel(), tok.ravel())[0]).reshape(n, length - 1)
+    out = np.log(_word_lik(lang, tok.ravel(), rest.ravel(), pref.ravel(), topics=1)[0]).reshape(n, length - 1)
     r, t = np.nonzero(np.isin(lang.tok_class[tok], TOPIC_CLASSES))
-    loglik = np.log(_word_lik(lang, prev[r, t], tok[r, t]))  # [N_TOPICS, m], in row-major order
+    loglik = np.log(_word_lik(lang, tok[r, t], rest[r, t], pref[r, t]))  # [N_TOPICS, m], in row-major order
     if ignore_topic:
         out[r, t] = np.log(np.exp(loglik).mean(0))
         return out
@@ -451,17 +499,18 @@ def next_distribution(lang: Language, rows: np.ndarray) -> np.ndarray:
     """p(next token = v | the whole row) for every v: [n, VOCAB_SIZE]; rows start with <doc>."""
     n, length = rows.shape
     w = Walker(n)
+    rest, pref = np.zeros((n, length - 1)), np.zeros((n, length - 1))
     for t in range(1, length):
+        rest[:, t - 1], pref[:, t - 1] = _mixture(lang, w.rules(lang.tok_class[rows[:, t]]), lang.tok_lemma[rows[:, t]])
         w.advance(lang.tok_class[rows[:, t]], lang.tok_lemma[rows[:, t]])
-    in_doc = np.arange(1, length) > _doc_start(rows)[:, -1:]  # positions of the current document
-    r, t = np.nonzero(in_doc)
+    r, t = np.nonzero(np.arange(1, length) > _doc_start(rows)[:, -1:])  # the current document
     s = np.zeros((n, N_TOPICS))  # log-likelihood per topic of the current document so far
-    np.add.at(s, r, np.log(_word_lik(lang, rows[r, t], rows[r, t + 1])).T)
+    np.add.at(s, r, np.log(_word_lik(lang, rows[r, t + 1], rest[r, t], pref[r, t])).T)
     post = np.exp(s - s.max(1, keepdims=True))
     post /= post.sum(1, keepdims=True)
-    within = post @ lang.token_topic_p.T  # p(v | class of v), topic marginalised: [n, VOCAB]
-    for pair, partner, weight in _pairs(lang, w.prev_class[:, None], w.prev_lemma[:, None], lang.tok_class[None]):
-        within = np.where(pair, (1 - weight) * within + weight * (lang.tok_lemma[None] == partner), within)
+    topic_part = post @ lang.token_topic_p.T  # p(v | class of v), topic marginalised: [n, VOCAB]
+    rest, pref = _mixture(lang, w.rules(lang.tok_class[None, :]), lang.tok_lemma)  # every candidate: [n, VOCAB]
+    within = rest * topic_part + pref
     p_new = NEW_NAME_P[w.n_seen][:, None]
     names = slice(CLASS_START[NAME], CLASS_START[NAME] + N_NAMES)
     within[:, names] = np.where(w.seen, (1 - p_new) / np.maximum(w.n_seen, 1)[:, None],

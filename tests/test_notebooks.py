@@ -1,0 +1,147 @@
+"""Every notebook runs in a real Jupyter kernel (the venv's ipykernel) in the smoke profile, without errors.
+
+Also: notebooks are stored without outputs, and 00_start_here produces real results (a trained
+model whose validation loss sits between the entropy floor and uniform guessing; doubling the
+budget lowers it).
+"""
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+START = NOTEBOOK_DIR / "00_start_here.ipynb"
+PROBE = "import sys; print('__kernel__', sys.prefix)"
+
+
+@pytest.fixture(scope="module")
+def smoke_env(tmp_path_factory):
+    """The kernel inherits this process's environment: smoke profile, a private COT_LAB_HOME, the venv first on PATH."""
+    home = tmp_path_factory.mktemp("nb_home")
+    saved = {k: os.environ.get(k) for k in ("COT_LAB_PROFILE", "COT_LAB_HOME", "PATH", "MPLBACKEND")}
+    os.environ["COT_LAB_PROFILE"] = "smoke"
+    os.environ["COT_LAB_HOME"] = str(home)
+    os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    os.environ.pop("MPLBACKEND", None)  # let the kernel pick the inline backend, as in Jupyter
+    yield home
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def execute(path: Path, *, replace: dict[str, str] | None = None, append: str | None = None):
+    """Run a notebook top to bottom in a fresh python3 kernel with notebooks/ as working directory."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        for old, new in (replace or {}).items():
+            if cell.cell_type == "code" and old in cell.source:
+                cell.source = cell.source.replace(old, new)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(PROBE))
+    if append:
+        nb.cells.append(nbformat.v4.new_code_cell(append))
+    client = NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client.execute()
+    return nb
+
+
+def outputs(nb):
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            yield from ((cell, out) for out in cell.get("outputs", []))
+
+
+def stream_text(nb) -> str:
+    return "".join(out.get("text", "") for _, out in outputs(nb) if out.output_type == "stream")
+
+
+def assert_clean(nb) -> None:
+    """No error outputs and no Python tracebacks printed to stderr, and the kernel was the venv's."""
+    for cell, out in outputs(nb):
+        assert out.output_type != "error", f"error output in cell:\n{cell.source}\n{out.get('evalue')}"
+        if out.output_type == "stream" and out.name == "stderr":
+            assert "Traceback" not in out.text, f"traceback on stderr in cell:\n{cell.source}\n{out.text}"
+    assert f"__kernel__ {sys.prefix}" in stream_text(nb), "the notebook did not run in this venv's kernel"
+
+
+def html_outputs(nb) -> list[str]:
+    return [out.data["text/html"] for _, out in outputs(nb)
+            if out.output_type in ("display_data", "execute_result") and "text/html" in out.get("data", {})]
+
+
+def test_there_are_notebooks():
+    assert START in NOTEBOOKS
+
+
+def committed_text(path: Path) -> str:
+    """The version git would commit (the index), else the file on disk (untracked, or not a git checkout).
+
+    A student's own copy may hold outputs after working through it; what goes into the repository may not.
+    """
+    rel = path.relative_to(ROOT).as_posix()
+    try:
+        staged = subprocess.run(["git", "show", f":{rel}"], cwd=ROOT, capture_output=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        staged = None
+    if staged is not None and staged.returncode == 0:
+        return staged.stdout.decode()
+    return path.read_text()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_stored_without_outputs(path):
+    nb = nbformat.reads(committed_text(path), as_version=4)
+    nbformat.validate(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [], f"{path.name}: a cell has outputs:\n{cell.source[:200]}"
+            assert cell.execution_count is None, f"{path.name}: a cell has an execution count:\n{cell.source[:200]}"
+    assert "widgets" not in nb.metadata, f"{path.name}: saved widget state in the metadata"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_smoke_profile(path, smoke_env):
+    nb = execute(path)
+    assert_clean(nb)
+    if path == START:
+        check_start_here(nb)
+
+
+def check_start_here(nb) -> None:
+    text = stream_text(nb)
+    loss = float(re.search(r"final validation loss:\s+([0-9.]+) nats/token", text).group(1))
+    floor = float(re.search(r"entropy floor:\s+([0-9.]+) nats/token", text).group(1))
+    assert 2.0 < floor < 6.0, f"entropy floor {floor} is not a plausible synthetic-language floor"
+    assert floor < loss < math.log(512), f"the first run's loss {loss} must lie between the floor {floor} and ln V"
+    assert "profile 'smoke'" in text
+    assert re.search(r"peak\s+[0-9,]+ GFLOP/s measured", text)
+    pngs = [out for _, out in outputs(nb) if "image/png" in out.get("data", {})]
+    assert pngs, "the loss-curve cell showed no figure"
+    widget_views = [out for _, out in outputs(nb) if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
+    assert widget_views, "the training panel was not displayed as a widget"
+    assert any("Fill in my_prediction" in h for h in html_outputs(nb)), "the unanswered exercise must say so"
+
+
+def test_start_here_exercise_answered(smoke_env):
+    """With a prediction filled in, the exercise trains at twice the budget and the checker gives a verdict."""
+    nb = execute(START, replace={"my_prediction = None": "my_prediction = 4.0"},
+                 append="print('__result__', run.final_val_loss, run2.final_val_loss, floor)")
+    assert_clean(nb)
+    loss1, loss2, floor = map(float, re.search(r"__result__ (\S+) (\S+) (\S+)", stream_text(nb)).groups())
+    assert floor < loss2 < loss1, f"twice the budget must lower the loss: {loss1} -> {loss2}, floor {floor}"
+    verdicts = [h for h in html_outputs(nb) if "cot-lab-check" in h]
+    assert len(verdicts) == 1 and ("✅" in verdicts[0] or "❌" in verdicts[0]), verdicts
+    expected_pass = abs(4.0 - loss2) <= max(0.02, 0.3 * abs(loss1 - loss2))
+    assert ("✅" in verdicts[0]) == expected_pass
+    assert f"{loss2:.3f}" not in verdicts[0], "the checker must not reveal the measured loss"
