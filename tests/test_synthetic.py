@@ -57,14 +57,16 @@ def test_impossible_token_scores_infinite(corpus):
 
 
 def test_first_tokens_follow_claimed_distribution(corpus):
-    """Chi-square on exact contexts: the start of a document, and `<doc> the NOUN` (topic half-known)."""
+    """Chi-square on exact contexts: the start of a document, and `<doc> the NOUN`, where the next
+    verb depends on the topic posterior after one word and on the noun's favourite verbs."""
     lang = corpus.language
     tokens = grammar.sample(lang, 400_000, 4, np.random.default_rng(5))[0]
     first = corpus.next_token_distribution(tokens[:1, :1])[0]
     assert chi_square_p(np.bincount(tokens[:, 1], minlength=V), first * len(tokens)) > 1e-3
-    # the most frequent topic-specific noun after "<doc> the": the next verb depends on the posterior
+    # the most frequent topic-specific noun after "<doc> the"
     the = lang.words.index("the")
-    topical = lang.word_p[grammar.NOUN_SG, :, : grammar.N_NOUN].max(0) > 10 * lang.word_p[grammar.NOUN_SG, :, : grammar.N_NOUN].min(0)
+    noun_p = lang.word_p[grammar.NOUN_SG, :, : grammar.N_NOUN]  # [topic, noun]
+    topical = noun_p.max(0) > 10 * noun_p.min(0)
     cand = tokens[(tokens[:, 1] == the) & (lang.tok_class[tokens[:, 2]] == grammar.NOUN_SG)]
     cand = cand[topical[lang.tok_lemma[cand[:, 2]]]]
     context = cand[cand[:, 2] == np.bincount(cand[:, 2]).argmax()]
