@@ -22,23 +22,28 @@ import cot_lab as cl
 
 
 class _Timer(cl.Callback):
-    """Times the steps after warm-up (cot-lab side)."""
+    """Times the steps after warm-up (cot-lab side), from the trainer's own clock."""
 
     def __init__(self, warmup_steps: int):
         self.warmup_steps, self.start, self.end, self.steps = warmup_steps, None, None, 0
+        self.first_step_s = None
 
     def on_step(self, state):
+        if state.step == 1:
+            self.first_step_s = state.elapsed_s  # includes torch.compile's compilation when compiled
+        # elapsed_s is training time (data included, the trainer's periodic evaluations excluded)
         if state.step == self.warmup_steps:
-            self.start = time.perf_counter()
+            self.start = state.elapsed_s
         elif state.step > self.warmup_steps:
-            self.end, self.steps = time.perf_counter(), state.step - self.warmup_steps
+            self.end, self.steps = state.elapsed_s, state.step - self.warmup_steps
 
 
-def cot_lab_tokens_per_s(cfg, corpus, steps, batch_size, warmup_steps, precision) -> float:
+def cot_lab_tokens_per_s(cfg, corpus, steps, batch_size, warmup_steps, compile: bool) -> tuple[float, float]:
+    """(tokens/s after warm-up, seconds of the first step) of cl.train with its defaults."""
     timer = _Timer(warmup_steps)
-    cl.train(cfg, corpus, tokens=steps * batch_size * cfg.seq_len, batch_size=batch_size, precision=precision,
+    cl.train(cfg, corpus, tokens=steps * batch_size * cfg.seq_len, batch_size=batch_size, compile=compile,
              callbacks=[timer], progress=False, eval_sequences=8)
-    return timer.steps * batch_size * cfg.seq_len / (timer.end - timer.start)
+    return timer.steps * batch_size * cfg.seq_len / (timer.end - timer.start), timer.first_step_s
 
 
 def hf_trainer_tokens_per_s(cfg, corpus, steps, batch_size, warmup_steps, bf16: bool) -> float:
@@ -99,18 +104,24 @@ def main() -> None:
     print(f"device {cl.device_name(device)} ({torch.get_num_threads()} threads); peak matmul "
           + ", ".join(f"{k} {v / 1e9:.0f} GFLOP/s" for k, v in peak.items()))
     print(f"batch {args.batch_size} x 128 tokens, {args.steps} steps ({args.warmup_steps} warm-up steps not timed)\n")
-    header = f"{'params':>10} {'cot-lab tok/s':>14} {'HF tok/s':>10} {'HF bf16 tok/s':>14} {'vs HF':>7} {'vs HF bf16':>11} {'MFU':>6}"
-    print(header)
+    print("cot-lab: compiled (what compile='auto' picks for budgets over ~3e13 FLOPs on CPU), and eager;")
+    print("first step = seconds of cot-lab's first compiled step (compilation; ~4 s when inductor's cache is warm)\n")
+    header = (f"{'params':>10} {'cot-lab':>9} {'eager':>8} {'HF':>8} {'HF bf16':>8} {'vs HF':>7} {'vs HF bf16':>10} "
+              f"{'eager/HF':>9} {'MFU':>6} {'eager MFU':>9} {'first step':>10}")
+    print(header + "\n" + " " * 10 + "   (tokens/s)")
     for size in args.sizes:
         cfg = cl.preset(size, vocab_size=corpus.vocab_size)
         precision = "bf16" if amp is not None else "fp32"
-        ours = cot_lab_tokens_per_s(cfg, corpus, args.steps, args.batch_size, args.warmup_steps, "auto")
+        ours, first_step_s = cot_lab_tokens_per_s(cfg, corpus, args.steps, args.batch_size, args.warmup_steps, True)
+        eager, _ = cot_lab_tokens_per_s(cfg, corpus, args.steps, args.batch_size, args.warmup_steps, False)
         hf = hf_trainer_tokens_per_s(cfg, corpus, args.steps, args.batch_size, args.warmup_steps, bf16=False)
         hf_bf16 = (hf_trainer_tokens_per_s(cfg, corpus, args.steps, args.batch_size, args.warmup_steps, bf16=True)
                    if amp is not None else float("nan"))
         mfu = ours * cl.flops_per_token(cfg) / peak[precision]
-        print(f"{cl.count_params(cfg).total:>10,} {ours:>14,.0f} {hf:>10,.0f} {hf_bf16:>14,.0f} "
-              f"{ours / hf:>6.2f}x {ours / hf_bf16:>10.2f}x {mfu:>6.1%}", flush=True)
+        eager_mfu = eager * cl.flops_per_token(cfg) / peak[precision]
+        print(f"{cl.count_params(cfg).total:>10,} {ours:>9,.0f} {eager:>8,.0f} {hf:>8,.0f} {hf_bf16:>8,.0f} "
+              f"{ours / hf:>6.2f}x {ours / hf_bf16:>9.2f}x {eager / hf:>8.2f}x {mfu:>6.1%} {eager_mfu:>9.1%} "
+              f"{first_step_s:>9.1f}s", flush=True)
 
 
 if __name__ == "__main__":

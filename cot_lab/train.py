@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import platform
 import time
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +93,7 @@ def train(
     grad_clip: float = 1.0,
     device: str | torch.device | None = None,
     precision: str = "auto",
-    compile: bool = False,
+    compile: bool | str = "auto",
     micro_batch_size: int | None = None,
     eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
     callbacks: list[Callback] | tuple = (),
@@ -103,7 +104,8 @@ def train(
 
     FLOPs are counted with `flops_per_token(cfg, "chinchilla")`. batch_size is in sequences of
     cfg.seq_len tokens; lr=None takes `default_lr(cfg)`; warmup is a fraction of the budget.
-    With `store`, a run with the same key already stored returns at once.
+    compile: True/False, or "auto" = `torch.compile` when the budget is large enough to repay the
+    compile time (see `COMPILE_AUTO_FLOPS`). With `store`, a run with the same key returns at once.
     """
     if not isinstance(cfg, ModelConfig):
         raise ValueError(f"cfg must be a cot_lab.ModelConfig (got {type(cfg).__name__})")
@@ -127,6 +129,8 @@ def train(
         raise ValueError(f"warmup={warmup!r} must be a fraction of the budget in [0, 1)")
     if not 0 <= min_lr_ratio <= 1:
         raise ValueError(f"min_lr_ratio={min_lr_ratio!r} must be in [0, 1]")
+    if compile not in (True, False, "auto"):
+        raise ValueError(f"compile={compile!r} must be True, False or 'auto'")
     dev = resolve_device(device)
     amp_dtype = _resolve_precision(precision, dev)
     precision_used = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
@@ -144,8 +148,9 @@ def train(
                 f"seq_len={cfg.seq_len} needs {need:.3g} {kind}; raise {kind} to at least that or lower batch_size"
             )
 
-    hparams = dict(attention=_training_attention(dev, amp_dtype), seed=seed, batch_size=batch_size, lr=lr,
-                   warmup=warmup, min_lr_ratio=min_lr_ratio,
+    budget_flops = value if kind == "flops" else value * flops_per_tok if kind == "tokens" else None
+    hparams = dict(attention=_training_attention(dev, amp_dtype), compiled=_use_compile(compile, dev, budget_flops, value),
+                   seed=seed, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_ratio=min_lr_ratio,
                    weight_decay=weight_decay, grad_clip=grad_clip, eval_sequences=eval_sequences)
     budget = {"kind": kind, "value": value}
     key = run_key(dict(config=cfg.to_dict(), corpus=corpus.fingerprint, budget=budget, hparams=hparams,
@@ -167,7 +172,7 @@ def train(
         model = build_model(cfg)
     model.to(dev).train()
     model.set_attn_implementation(hparams["attention"])
-    step_model = torch.compile(model) if compile else model
+    loss_fn = torch.compile(next_token_loss, dynamic=False) if hparams["compiled"] else next_token_loss
     optimizer = _make_optimizer(model, lr, weight_decay, dev)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     val_rows = corpus.val_batch(eval_sequences, cfg.seq_len)
@@ -187,15 +192,19 @@ def train(
             batch = next(batches)
             while True:
                 try:
-                    loss = _train_step(step_model, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip)
+                    loss = _train_step(loss_fn, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip)
                     break
-                except RuntimeError as error:
-                    if not _is_oom(error) or micro == 1:
-                        raise
+                except Exception as error:
                     optimizer.zero_grad(set_to_none=True)
-                    if dev.type == "cuda":
-                        torch.cuda.empty_cache()
-                    micro //= 2  # same effective batch, split into more accumulation steps
+                    if _is_oom(error) and micro > 1:
+                        if dev.type == "cuda":
+                            torch.cuda.empty_cache()
+                        micro //= 2  # same effective batch, split into more accumulation steps
+                    elif loss_fn is not next_token_loss and compile == "auto" and state.step == 0:
+                        warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); training uncompiled")
+                        loss_fn = next_token_loss
+                    else:
+                        raise
             state.elapsed_s += time.perf_counter() - t0
             state.step += 1
             state.tokens += tokens_per_step
@@ -229,6 +238,28 @@ def train(
     return run
 
 
+# Budgets above which "auto" compiles: on a 2-core CPU, compiling took 30-60 s the first time (4 s from
+# inductor's cache) and then ran 1.4-1.6x faster (benchmarks/trainer_throughput.py), so it pays from a few
+# minutes of training. A threshold in FLOPs, not seconds, keeps the choice (and the run key) machine-independent.
+COMPILE_AUTO_FLOPS = {"cpu": 3e13, "cuda": 3e16}
+
+
+def _use_compile(compile: bool | str, dev: torch.device, budget_flops: float | None, value: float) -> bool:
+    if compile != "auto":
+        return bool(compile)
+    if dev.type not in COMPILE_AUTO_FLOPS or (dev.type == "cpu" and not _has_cxx_compiler()):
+        return False  # inductor needs a C++ compiler on CPU; MPS support is experimental
+    if budget_flops is None:  # a time budget
+        return value >= 300
+    return budget_flops >= COMPILE_AUTO_FLOPS[dev.type]
+
+
+def _has_cxx_compiler() -> bool:
+    import shutil
+
+    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+
+
 def _training_attention(dev: torch.device, amp_dtype) -> str:
     """Attention kernel for training: SDPA, except eager (matmul + softmax) for bf16 on CPU.
 
@@ -239,7 +270,13 @@ def _training_attention(dev: torch.device, amp_dtype) -> str:
     return "eager" if dev.type == "cpu" and amp_dtype == torch.bfloat16 else "sdpa"
 
 
-def _train_step(step_model, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip) -> float:
+def next_token_loss(model, rows: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy (nats/token) of predicting rows[:, 1:] from rows[:, :-1]; rows [b, T+1]."""
+    logits = model(input_ids=rows[:, :-1]).logits  # [b, T, vocab]
+    return F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten())
+
+
+def _train_step(loss_fn, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip) -> float:
     """One optimizer step over `batch` [B, T+1], accumulated over micro-batches of `micro` rows; returns mean loss."""
     batch = batch.to(dev, non_blocking=True)
     n_rows = batch.shape[0]
@@ -247,8 +284,7 @@ def _train_step(step_model, model, optimizer, scaler, batch, micro, dev, amp_dty
     for start in range(0, n_rows, micro):
         chunk = batch[start:start + micro]
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            logits = step_model(input_ids=chunk[:, :-1]).logits  # [b, T, vocab]
-            loss = F.cross_entropy(logits.flatten(0, 1), chunk[:, 1:].flatten())
+            loss = loss_fn(model, chunk)  # compiled together with the loss when compiling
         scaled = loss * (chunk.shape[0] / n_rows)
         (scaler.scale(scaled) if scaler else scaled).backward()
         total += scaled.detach()

@@ -112,7 +112,7 @@ INTERRUPTED = textwrap.dedent("""
     corpus = cl.load_corpus("synthetic")
     cfg = cl.ModelConfig(d_model=64, n_layer=2, n_head=4, seq_len=64, vocab_size=corpus.vocab_size)
     run = cl.train(cfg, corpus, tokens=1e9, batch_size=8, store=cl.RunStore(sys.argv[1]),
-                   callbacks=[Started()], progress=False, eval_sequences=8)
+                   callbacks=[Started()], progress=False, eval_sequences=8, compile=False)
     print(json.dumps({"status": run.status, "steps": run.steps, "run_id": run.run_id}))
 """)
 

@@ -152,10 +152,10 @@ def test_out_of_memory_halves_the_micro_batch(synthetic, monkeypatch):
     module = _train_module()
     real_step = module._train_step
 
-    def step_with_small_memory(step_model, model, optimizer, scaler, batch, micro, *rest):
+    def step_with_small_memory(loss_fn, model, optimizer, scaler, batch, micro, *rest):
         if micro > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_step(step_model, model, optimizer, scaler, batch, micro, *rest)
+        return real_step(loss_fn, model, optimizer, scaler, batch, micro, *rest)
 
     reference = tiny_run(synthetic, tokens=8 * 32 * 10, micro_batch_size=2)
     monkeypatch.setattr(module, "_train_step", step_with_small_memory)
@@ -200,3 +200,24 @@ def test_evaluate_loss_matches_run(golden_run, synthetic):
     assert loss == pytest.approx(golden_run.final_val_loss, abs=1e-5)  # eager vs SDPA summation order
     with pytest.raises(ValueError, match="n_sequences=0"):
         cl.evaluate_loss(model, synthetic, n_sequences=0)
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager(synthetic):
+    common = dict(tokens=8 * 32 * 30, seed=0, batch_size=8, precision="fp32", progress=False, eval_sequences=16)
+    eager = cl.train(tiny_cfg(synthetic), synthetic, compile=False, **common)
+    compiled = cl.train(tiny_cfg(synthetic), synthetic, compile=True, **common)
+    assert (eager.hparams["compiled"], compiled.hparams["compiled"]) == (False, True)
+    assert compiled.run_id != eager.run_id  # kernels differ, so results may differ in the last bits
+    assert compiled.final_val_loss == pytest.approx(eager.final_val_loss, abs=1e-3)
+
+
+def test_compile_auto_only_for_large_budgets():
+    module = _train_module()
+    cpu = torch.device("cpu")
+    assert module._use_compile("auto", cpu, 1e12, 1e12) is False
+    assert module._use_compile("auto", cpu, 1e14, 1e14) is module._has_cxx_compiler()
+    assert module._use_compile("auto", torch.device("mps"), 1e18, 1e18) is False
+    assert module._use_compile(True, cpu, 1e9, 1e9) is True
+    with pytest.raises(ValueError, match="compile='yes'"):
+        cl.train(cl.ModelConfig(), cl.load_corpus("synthetic"), tokens=1e6, compile="yes")
