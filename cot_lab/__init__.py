@@ -18,11 +18,13 @@ from .hardware import GPUS, autocast_dtype, detect_device, device_name, gpu, mea
 from .paths import home
 from .profiles import Profile, profile
 from .runs import Run, RunStore
+from .scaling import CHINCHILLA, EPOCH_REPLICATION, ScalingLaw, envelope_frontier, fit_isoflop_parabolas, fit_scaling_law
 from .train import default_lr, train
 
 __all__ = [
     "ParamCount", "active_params", "count_params", "flops_breakdown", "flops_per_token", "training_flops",
     "Budget", "Callback", "ProgressBar", "TrainState", "ModelConfig", "build_model", "preset", "Corpus",
     "load_corpus", "evaluate_loss", "GPUS", "autocast_dtype", "detect_device", "device_name", "gpu",
-    "measure_peak_flops", "resolve_device", "home", "Profile", "profile", "Run", "RunStore", "default_lr", "train",
+    "measure_peak_flops", "resolve_device", "home", "Profile", "profile", "Run", "RunStore", "CHINCHILLA", "EPOCH_REPLICATION", "ScalingLaw", "envelope_frontier",
+    "fit_isoflop_parabolas", "fit_scaling_law", "default_lr", "train",
 ]
