@@ -133,7 +133,7 @@ class RunStore:
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r}, {len(self)} runs)"
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> "_Closing":
         # A generous busy timeout lets concurrent writers queue instead of failing with "database is locked".
         con = sqlite3.connect(self.db_path, timeout=60.0, isolation_level=None)
         con.execute("PRAGMA busy_timeout=60000")
