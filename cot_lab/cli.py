@@ -11,7 +11,7 @@ def _doctor(args) -> int:
     import transformers
 
     from . import __version__
-    from .hardware import autocast_dtype, detect_device, device_name, measure_peak_flops
+    from .hardware import autocast_dtype, detect_device, device_name, measure_peak_flops, precision_name
     from .paths import home
     from .runs import RunStore
 
@@ -20,7 +20,7 @@ def _doctor(args) -> int:
     print(f"cot-lab {__version__}  python {platform.python_version()}  torch {torch.__version__}  "
           f"transformers {transformers.__version__}")
     print(f"device      {device.type}  ({device_name(device)}, {torch.get_num_threads()} threads)")
-    print(f"precision   {'bf16' if amp == torch.bfloat16 else 'fp16' if amp == torch.float16 else 'fp32'} autocast")
+    print(f"precision   {precision_name(amp)} autocast")
     print("measuring peak matmul FLOP/s (cached after the first time)...", flush=True)
     fp32 = measure_peak_flops(device, torch.float32)
     print(f"peak fp32   {fp32 / 1e9:,.0f} GFLOP/s")

@@ -25,11 +25,15 @@ def sequence_losses(model, rows: torch.Tensor, *, batch_size: int = 32) -> torch
     return torch.cat(out)
 
 
+def mean_loss(model, rows: torch.Tensor) -> float:
+    """Mean per-token cross-entropy (nats/token) of `model` on rows [n, T+1]."""
+    return float(sequence_losses(model, rows).mean())
+
+
 def evaluate_loss(model, corpus: Corpus, *, n_sequences: int = DEFAULT_EVAL_SEQUENCES, seq_len: int | None = None) -> float:
     """Mean validation loss of `model` on `corpus` (nats/token), over its fixed validation rows."""
     if not isinstance(n_sequences, int) or n_sequences <= 0:
         raise ValueError(f"n_sequences={n_sequences!r} must be a positive integer (validation rows)")
     if seq_len is None:
         seq_len = int(model.config.max_position_embeddings)
-    rows = corpus.val_batch(n_sequences, seq_len)
-    return float(sequence_losses(model, rows).mean())
+    return mean_loss(model, corpus.val_batch(n_sequences, seq_len))

@@ -119,6 +119,11 @@ def _sysctl(name: str) -> str | None:
     return out.stdout.strip() or None
 
 
+def precision_name(amp_dtype: torch.dtype | None) -> str:
+    """Short name of a training precision: "fp32" (no autocast), "bf16" or "fp16"."""
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+
+
 def device_name(device: str | torch.device | None = None) -> str:
     """A human name for the device: the GPU model, or the CPU model."""
     dev = resolve_device(device)

@@ -76,9 +76,7 @@ class ScalingLaw:
     def optimal(self, C, flops_per_token_per_param: float = 6.0):
         """Compute-optimal (N_opt parameters, D_opt tokens) for C training FLOPs, with C = k N D (H22 eq. 4, k=6)."""
         C = _positive_array("C", C, "training FLOPs")
-        k = float(flops_per_token_per_param)
-        if not np.isfinite(k) or k <= 0:
-            raise ValueError(f"flops_per_token_per_param must be positive (6.0 for C = 6ND); got {flops_per_token_per_param}")
+        k = _check_flops_per_token_per_param(flops_per_token_per_param)
         n = self.G * (C / k) ** self.a
         d = (C / k) / n  # = G^-1 (C/k)^b, and keeps k N D == C exactly
         return (float(n), float(d)) if n.ndim == 0 else (n, d)
@@ -284,6 +282,14 @@ def _power_law(logC: np.ndarray, logN: np.ndarray) -> tuple[float, float]:
     return float(np.exp(logk)), float(a)
 
 
+def _check_flops_per_token_per_param(k) -> float:
+    """The k of C = k N D (6.0 for forward + backward); ValueError unless positive and finite."""
+    k = float(k)
+    if not np.isfinite(k) or k <= 0:
+        raise ValueError(f"flops_per_token_per_param must be positive (6.0 for C = 6ND); got {k}")
+    return k
+
+
 def fit_isoflop_parabolas(N, C, L, *, flops_per_token_per_param: float = 6.0, include_extrapolated: bool = False,
                           bootstrap: int = 0, seed: int = 0, confidence: float = 0.9) -> dict:
     """H22 Approach 2: per FLOP budget, a parabola of loss (nats/token) in log N; then N_opt = k C^a.
@@ -299,8 +305,7 @@ def fit_isoflop_parabolas(N, C, L, *, flops_per_token_per_param: float = 6.0, in
         raise ValueError(f"bootstrap must be a non-negative integer number of resamples; got {bootstrap}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), e.g. 0.9; got {confidence}")
-    if not (np.isfinite(flops_per_token_per_param) and flops_per_token_per_param > 0):
-        raise ValueError(f"flops_per_token_per_param must be positive (6.0 for C = 6ND); got {flops_per_token_per_param}")
+    _check_flops_per_token_per_param(flops_per_token_per_param)
     groups = _group_budgets(C)
     small = [float(C[g[0]]) for g in groups if len(np.unique(N[g])) < 3]
     if small:

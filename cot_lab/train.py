@@ -20,8 +20,8 @@ from .accounting import flops_per_token
 from .callbacks import Callback, ProgressBar, TrainState
 from .config import ModelConfig, build_model
 from .data.base import Corpus
-from .evaluate import DEFAULT_EVAL_SEQUENCES, sequence_losses
-from .hardware import autocast_dtype, device_name, resolve_device
+from .evaluate import DEFAULT_EVAL_SEQUENCES, mean_loss
+from .hardware import autocast_dtype, device_name, precision_name, resolve_device
 from .runs import Run, RunStore, now_iso, run_key
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -133,13 +133,14 @@ def train(
         raise ValueError(f"compile={compile!r} must be True, False or 'auto'")
     dev = resolve_device(device)
     amp_dtype = _resolve_precision(precision, dev)
-    precision_used = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+    precision_used = precision_name(amp_dtype)
 
     tokens_per_step = batch_size * cfg.seq_len
     flops_per_tok = flops_per_token(cfg, "chinchilla")
-    total_steps = None
+    total_steps = budget_flops = None  # a time budget fixes neither in advance
     if kind != "seconds":
         budget_tokens = value if kind == "tokens" else value / flops_per_tok
+        budget_flops = budget_tokens * flops_per_tok
         total_steps = int(budget_tokens // tokens_per_step)
         if total_steps < 1:
             need = tokens_per_step * (flops_per_tok if kind == "flops" else 1)
@@ -148,7 +149,6 @@ def train(
                 f"seq_len={cfg.seq_len} needs {need:.3g} {kind}; raise {kind} to at least that or lower batch_size"
             )
 
-    budget_flops = value if kind == "flops" else value * flops_per_tok if kind == "tokens" else None
     hparams = dict(attention=_training_attention(dev, amp_dtype), compiled=_use_compile(compile, dev, budget_flops, value),
                    seed=seed, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_ratio=min_lr_ratio,
                    weight_decay=weight_decay, grad_clip=grad_clip, eval_sequences=eval_sequences)
@@ -164,7 +164,7 @@ def train(
             return cached
 
     run = Run(run_id=key, config=cfg, corpus=corpus.name, corpus_fingerprint=corpus.fingerprint, budget=budget,
-              hparams=hparams, entropy=_entropy_floor(corpus, cfg.seq_len), device=dev.type,
+              hparams=hparams, entropy=corpus.entropy_for(cfg.seq_len)[0], device=dev.type,
               device_name=device_name(dev),
               precision=precision_used, versions=_versions(), created_at=now_iso())
     with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
@@ -301,16 +301,10 @@ def _train_step(loss_fn, model, optimizer, scaler, batch, micro, dev, amp_dtype,
 
 
 def _evaluate(model, val_rows, state: TrainState, run: Run, callbacks) -> None:
-    val_loss = float(sequence_losses(model, val_rows).mean())
+    val_loss = mean_loss(model, val_rows)
     run.val_curve.append([state.step, state.tokens, val_loss])
     for cb in callbacks:
         cb.on_eval(state, val_loss)
-
-
-def _entropy_floor(corpus: Corpus, seq_len: int) -> float | None:
-    """The corpus's true entropy (nats/token) at this context length, when its generator knows it."""
-    entropy_for = getattr(corpus, "entropy_for", None)
-    return entropy_for(seq_len)[0] if entropy_for is not None else corpus.entropy
 
 
 def _versions() -> dict:

@@ -13,12 +13,11 @@ import math
 import traceback
 
 import ipywidgets as W
-import torch
 
 from .accounting import count_params, flops_per_token
 from .config import ModelConfig, preset
 from .data import Corpus, load_corpus
-from .hardware import autocast_dtype, device_name, measure_peak_flops, resolve_device
+from .hardware import autocast_dtype, device_name, measure_peak_flops, precision_name, resolve_device
 from .live import LiveLossPlot
 from .profiles import Profile, profile as get_profile
 from .runs import Run, RunStore
@@ -71,7 +70,7 @@ class TrainPanel(W.VBox):
         self.store = RunStore() if store is None else store
         self.device = resolve_device(device)
         self.seed = seed
-        self.precision = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[autocast_dtype(self.device)]
+        self.precision = precision_name(autocast_dtype(self.device))
         self._peak = peak_flops
         self.efficiency = ASSUMED_EFFICIENCY.get(self.device.type, 0.1)
         self.efficiency_source = "assumed"
@@ -234,9 +233,7 @@ class TrainPanel(W.VBox):
 
     def floor(self, corpus: Corpus) -> float | None:
         """The corpus's entropy floor at the profile's seq_len (nats/token), or None if it has none."""
-        if hasattr(corpus, "entropy_for"):
-            return corpus.entropy_for(self.profile.seq_len)[0]
-        return corpus.entropy
+        return corpus.entropy_for(self.profile.seq_len)[0]
 
     def _floor_of(self, run: Run) -> float | None:
         loaded = self._corpora.get(run.corpus)

@@ -36,6 +36,13 @@ class Corpus(ABC):
     def val_batch(self, n_sequences: int, seq_len: int) -> torch.Tensor:
         """The fixed validation set: int64 [n_sequences, seq_len + 1], identical on every call."""
 
+    def entropy_for(self, seq_len: int) -> tuple[float | None, float | None]:
+        """(true entropy floor, its standard error) in nats/token with seq_len tokens of context.
+
+        Corpora whose generator knows exact probabilities override this; real text has no known floor.
+        """
+        return self.entropy, self.entropy_se
+
     def decode(self, ids) -> str:
         """Human-readable text for a sequence of token ids."""
         return " ".join(str(int(i)) for i in ids)
