@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from .accounting import ParamCount, active_params, count_params, flops_breakdown, flops_per_token, training_flops
 from .budget import Budget
 from .callbacks import Callback, ProgressBar, TrainState
+from .compress import compare, load_model, measure, prune, pruning_report, quantize, recover, save_model
 from .config import ModelConfig, build_model, preset
 from .data import Corpus, load_corpus
 from .evaluate import evaluate_loss
@@ -27,4 +28,5 @@ __all__ = [
     "load_corpus", "evaluate_loss", "GPUS", "autocast_dtype", "detect_device", "device_name", "gpu",
     "measure_peak_flops", "resolve_device", "home", "Profile", "profile", "Run", "RunStore", "CHINCHILLA", "EPOCH_REPLICATION", "ScalingLaw", "envelope_frontier",
     "fit_isoflop_parabolas", "fit_scaling_law", "default_lr", "train",
+    "compare", "load_model", "measure", "prune", "pruning_report", "quantize", "recover", "save_model",
 ]

@@ -120,7 +120,12 @@ def preset(n_params: float, *, vocab_size: int = 512, seq_len: int = 128, arch: 
 def build_model(cfg: ModelConfig, *, seed: int | None = None):
     """A freshly initialised `transformers` causal LM for `cfg` (LlamaForCausalLM or MixtralForCausalLM), SDPA attention."""
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
+
+    from .quiet import quiet_imports
+
+    with quiet_imports():  # transformers imports torchao (when installed) here, which logs harmless noise
+        from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
+        from transformers.quantizers import auto as _quantizers  # noqa: F401  (the import that pulls torchao in)
 
     common = dict(
         vocab_size=cfg.vocab_size,

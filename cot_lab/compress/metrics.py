@@ -1,0 +1,207 @@
+"""Measurements that do not flatter: loss, bytes on disk, and latency measured on this device.
+
+- Size: the bytes of a real safetensors file of the model (written to a temporary file and stat'ed),
+  and what two sparse formats would take: CSR (values + column indices + row pointers) and a bitmask
+  (one bit per weight + the nonzero values). Unstructured pruning leaves the dense file as big as before.
+- Latency: the median of `repeats` timed calls after `warmup` untimed ones (first calls pay for
+  allocations and kernel selection), for scoring a batch (one forward) and for generating tokens
+  with `model.generate` (greedy, KV cache on). Seconds, wall clock, on the model's device.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from ..data.base import Corpus
+from ..evaluate import DEFAULT_EVAL_SEQUENCES, evaluate_loss
+
+CSR_ROW_POINTER_BYTES = 4  # int32 row offsets
+
+
+def state_tensors(model) -> dict[str, torch.Tensor]:
+    """Every tensor a file of `model` must hold, as plain contiguous tensors, each shared tensor once.
+
+    torchao's quantized weights are tensor subclasses; they are stored as their inner tensors
+    (int8 data, scales), named `<weight>.<part>`, which is what their bytes really are.
+    """
+    out, seen = {}, set()
+    for name, t in model.state_dict(keep_vars=True).items():
+        t = t.detach()
+        key = (t.data_ptr(), t.shape, t.dtype) if type(t) is torch.Tensor else id(t)
+        if key in seen:  # tied embeddings: one table, two names
+            continue
+        seen.add(key)
+        if type(t) is torch.Tensor:
+            out[name] = t.contiguous()
+        else:
+            inner, _ = t.__tensor_flatten__()
+            for part in inner:
+                value = getattr(t, part)
+                if isinstance(value, torch.Tensor):
+                    out[f"{name}.{part}"] = value.detach().contiguous()
+    return out
+
+
+def disk_bytes(model) -> int:
+    """Size (bytes) of `model` written as one safetensors file, measured on disk."""
+    from safetensors.torch import save_file
+
+    fd, path = tempfile.mkstemp(suffix=".safetensors")
+    os.close(fd)
+    try:
+        save_file({k: v.cpu() for k, v in state_tensors(model).items()}, path)
+        return os.path.getsize(path)
+    finally:
+        os.remove(path)
+
+
+def sparse_bytes(model) -> dict[str, int]:
+    """Estimated bytes in two sparse formats, {"csr": ..., "bitmask": ...}; every tensor takes the smaller of that
+    format and dense storage (a real file would not store a dense tensor sparsely). Headers are not counted.
+
+    CSR: nnz * (value + column index) + (rows + 1) * 4, with 2-byte indices when a row has <= 65,536 columns.
+    Bitmask: ceil(numel / 8) + nnz * value.
+    """
+    csr = bitmask = 0
+    for t in state_tensors(model).values():
+        dense = t.numel() * t.element_size()
+        nnz = int(torch.count_nonzero(t))
+        if t.dim() == 2:
+            index = 2 if t.shape[1] <= 65536 else 4
+            csr += min(dense, nnz * (t.element_size() + index) + (t.shape[0] + 1) * CSR_ROW_POINTER_BYTES)
+        else:
+            csr += dense
+        bitmask += min(dense, math.ceil(t.numel() / 8) + nnz * t.element_size())
+    return {"csr": csr, "bitmask": bitmask}
+
+
+def n_params(model) -> int:
+    """Logical parameters (weights the model uses, zeros included, tied ones once; int8 buffers count too)."""
+    from .quantization import Int8WeightOnlyLinear
+
+    extra = sum(m.qweight.numel() for m in model.modules() if isinstance(m, Int8WeightOnlyLinear))
+    return sum(p.numel() for p in model.parameters()) + extra
+
+
+def _timed(fn, repeats: int, warmup: int, device: torch.device) -> float:
+    """Median wall seconds of `fn()` over `repeats` calls after `warmup` calls."""
+    for name, v, low in (("repeats", repeats, 1), ("warmup", warmup, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"{name}={v!r} must be an integer >= {low}")
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _tokens(model, batch_size: int, length: int) -> torch.Tensor:
+    # Latency does not depend on which tokens; a private generator leaves the caller's RNG alone.
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, length), generator=gen)
+    return ids.to(next(model.parameters()).device)
+
+
+def score_latency(model, *, batch_size: int = 8, seq_len: int | None = None, repeats: int = 10,
+                  warmup: int = 2) -> float:
+    """Median seconds for one forward pass over a batch of `batch_size` x `seq_len` tokens (default: the context)."""
+    seq_len = int(model.config.max_position_embeddings) if seq_len is None else seq_len
+    ids = _tokens(model, batch_size, seq_len)
+    model.eval()
+
+    def run():
+        with torch.inference_mode():
+            model(input_ids=ids)
+
+    return _timed(run, repeats, warmup, ids.device)
+
+
+def generate_latency(model, *, n_tokens: int = 32, prompt_len: int = 16, batch_size: int = 1, repeats: int = 5,
+                     warmup: int = 1) -> float:
+    """Median seconds to generate `n_tokens` tokens greedily after a `prompt_len`-token prompt, KV cache on."""
+    for name, v in (("n_tokens", n_tokens), ("prompt_len", prompt_len), ("batch_size", batch_size)):
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{name}={v!r} must be a positive integer")
+    ids = _tokens(model, batch_size, prompt_len)
+    model.eval()
+
+    def run():
+        with torch.inference_mode():
+            generate(model, ids, n_tokens)
+
+    return _timed(run, repeats, warmup, ids.device)
+
+
+def generate(model, input_ids: torch.Tensor, n_tokens: int) -> torch.Tensor:
+    """Greedy continuation of `input_ids` [b, t] by exactly `n_tokens` tokens: [b, t + n_tokens] token ids."""
+    from transformers import GenerationConfig
+
+    # These models have no end-of-text token: min = max new tokens makes every call do the same work.
+    config = GenerationConfig(max_new_tokens=n_tokens, min_new_tokens=n_tokens, do_sample=False, use_cache=True,
+                              pad_token_id=0, bos_token_id=None, eos_token_id=None)
+    return model.generate(input_ids, generation_config=config)
+
+
+@dataclass
+class Measurement:
+    """One model measured: loss (nats/token), sizes (parameters, bytes), latencies (seconds, medians)."""
+
+    val_loss: float
+    params: int
+    disk_bytes: int
+    csr_bytes: int
+    bitmask_bytes: int
+    score_s: float
+    generate_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def measure(model, corpus: Corpus, *, n_sequences: int = DEFAULT_EVAL_SEQUENCES, batch_size: int = 8,
+            n_tokens: int = 32, repeats: int = 5, warmup: int = 2, latency: bool = True) -> Measurement:
+    """Validation loss on `corpus`, size on disk (dense safetensors and sparse estimates) and latencies of `model`.
+
+    latency=False skips the timings (they read NaN) for a quick quality/size sweep.
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model={type(model).__name__} must be a model (torch nn.Module), e.g. run.load_model()")
+    loss = evaluate_loss(model, corpus, n_sequences=n_sequences)
+    sparse = sparse_bytes(model)
+    score_s = gen_s = float("nan")
+    if latency:
+        score_s = score_latency(model, batch_size=batch_size, repeats=repeats, warmup=warmup)
+        gen_s = generate_latency(model, n_tokens=n_tokens, repeats=repeats, warmup=max(1, warmup // 2))
+    return Measurement(loss, n_params(model), disk_bytes(model), sparse["csr"], sparse["bitmask"], score_s, gen_s)
+
+
+def compare(models: dict, corpus: Corpus, **measure_kw):
+    """Measure every model of {label: model}; a DataFrame, one row each, with ratios to the first (the baseline).
+
+    Ratios: size_ratio = disk_bytes / baseline's, score_ratio and generate_ratio = latency / baseline's
+    (below 1 = faster), loss_delta = val_loss - baseline's (nats/token).
+    """
+    import pandas as pd
+
+    if not isinstance(models, dict) or not models:
+        raise ValueError("models must be a non-empty dict {label: model}; the first entry is the baseline")
+    frame = pd.DataFrame([{"model": label, **measure(m, corpus, **measure_kw).to_dict()} for label, m in models.items()])
+    base = frame.iloc[0]
+    frame["loss_delta"] = frame["val_loss"] - base["val_loss"]
+    frame["size_ratio"] = frame["disk_bytes"] / base["disk_bytes"]
+    frame["score_ratio"] = frame["score_s"] / base["score_s"]
+    frame["generate_ratio"] = frame["generate_s"] / base["generate_s"]
+    return frame.set_index("model")
