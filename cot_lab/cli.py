@@ -1,4 +1,4 @@
-"""The `cot-lab` command: `doctor` (is this machine ready?) and `train` (one budgeted run)."""
+"""The `cot-lab` command: `doctor`, `train` (one budgeted run), `sweep`, `fit` and `precompute` (for instructors)."""
 from __future__ import annotations
 
 import argparse
@@ -54,6 +54,112 @@ def _train(args) -> int:
     return 0 if run.status == "ok" else 1
 
 
+def _print_frame(frame) -> None:
+    import pandas as pd
+
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        print(frame.to_string(index=False))
+
+
+def _sweep_runs(args):
+    """Plan and run the sweep of `args` (profile, optional budgets/sizes); returns (profile, SweepResult)."""
+    from .data import load_corpus
+    from .profiles import profile
+    from .runs import RunStore
+    from .sweep import isoflop_plan, run_sweep
+
+    prof = profile(args.profile)
+    corpus = load_corpus(args.corpus)
+    plan = isoflop_plan(args.budgets or prof.sweep_budgets, args.sizes or prof.sweep_sizes,
+                        tokens_per_param=args.tokens_per_param or prof.sweep_tokens_per_param,
+                        seq_len=prof.seq_len, vocab_size=corpus.vocab_size)
+    print(f"sweep  profile={prof.name}: {len(plan)} runs, {len(plan.budgets)} budgets, {plan.total_flops:.3g} FLOPs in all")
+    store = RunStore(args.store) if args.store else RunStore()
+    result = run_sweep(plan, corpus, store, seed=args.seed, eval_sequences=prof.eval_sequences)
+    return prof, corpus, store, result
+
+
+def _sweep(args) -> int:
+    _, _, store, result = _sweep_runs(args)
+    cols = ["budget_flops", "n_params", "d_model", "n_layer", "tokens_per_param", "final_val_loss", "status", "wall_s"]
+    _print_frame(result.to_frame()[cols])
+    print(f"store  {store.db_path}; sweep took {result.wall_s:.0f} s ({result.train_s:.0f} s of training)")
+    return 1 if result.interrupted else 0
+
+
+def _print_fit(fit) -> None:
+    law = fit.approach3
+    iv = law.intervals
+    print(f"Approach 3 (n={fit.n_runs}): L = {law.E:.3f} + {law.A:.4g}/N^{law.alpha:.3f} + {law.B:.4g}/D^{law.beta:.3f}")
+    for name in ("E", "alpha", "beta", "a"):
+        value = getattr(law, name)
+        low, high = iv.get(name, (float("nan"), float("nan")))
+        print(f"  {name:<6} {value:.4f}   {100 * (law.confidence or 0):.0f}% interval ({low:.4f}, {high:.4f})")
+    ev = fit.e_versus_entropy()
+    if ev["entropy"] is not None:
+        print(f"  true entropy of the corpus {ev['entropy']:.4f}: {'inside' if ev['inside'] else 'outside'} E's interval")
+    _print_frame(fit.exponents())
+    for note in fit.notes:
+        print(note)
+
+
+def _fit(args) -> int:
+    from .fitting import fit_sweep
+    from .precomputed import load_results
+    from .runs import RunStore
+
+    if args.precomputed:
+        runs = load_results(args.precomputed)["runs"]
+    else:
+        runs = [r for r in (RunStore(args.store) if args.store else RunStore()).runs(status="ok")
+                if r.corpus == args.corpus and r.budget["kind"] == "flops"]
+    _print_fit(fit_sweep(runs, bootstrap=args.bootstrap))
+    return 0
+
+
+def _precompute(args) -> int:
+    from dataclasses import asdict
+
+    from .fitting import fit_sweep, holdout_prediction
+    from .precomputed import results_dir, save_results
+    from .train import train
+
+    prof, corpus, store, result = _sweep_runs(args)
+    if result.interrupted:
+        print("precompute: the sweep was interrupted; run the same command again to resume", file=sys.stderr)
+        return 1
+    fit = fit_sweep(result, bootstrap=args.bootstrap)
+    _print_fit(fit)
+    target = prof.holdout_factor * max(r.budget["value"] for r in result.runs)
+    pred = holdout_prediction(fit.approach3, target, seq_len=prof.seq_len, vocab_size=corpus.vocab_size)
+    print(f"held-out budget {target:.3g} FLOPs: the law picks {pred['n_params']:,} params, predicts "
+          f"{pred['predicted_loss']:.4f} nats/token; training it...", flush=True)
+    run = train(pred["config"], corpus, flops=target, batch_size=pred["batch_size"], store=store,
+                eval_sequences=prof.eval_sequences, progress=True)
+    error = run.final_val_loss / pred["predicted_loss"] - 1
+    print(f"measured {run.final_val_loss:.4f} nats/token: prediction error {100 * error:+.2f}%")
+    holdout = dict(prediction={**pred, "config": pred["config"].to_dict()}, run=run,
+                   relative_error=error, fitted_law={k: getattr(fit.approach3, k) for k in ("E", "A", "B", "alpha", "beta")})
+    out = save_results(args.out or results_dir(prof.name), result.runs, holdout, profile=prof.name,
+                       plan=dict(budgets=sorted({r.budget["value"] for r in result.runs}), sizes=args.sizes or prof.sweep_sizes,
+                                 tokens_per_param=args.tokens_per_param or prof.sweep_tokens_per_param,
+                                 corpus=corpus.name, seed=args.seed, profile=asdict(prof)),
+                       sweep_wall_s=float(sum(r.wall_s for r in result.runs)),
+                       sweep_train_s=float(sum(r.train_s for r in result.runs)))
+    print(f"wrote {out}")
+    return 0
+
+
+def _add_sweep_args(parser) -> None:
+    parser.add_argument("--profile", default=None, help="smoke | laptop | gpu (default: $COT_LAB_PROFILE, else auto)")
+    parser.add_argument("--budgets", type=float, nargs="+", help="FLOP budgets (default: the profile's)")
+    parser.add_argument("--sizes", type=int, help="model sizes per budget (default: the profile's)")
+    parser.add_argument("--tokens-per-param", type=float, help="guess of the optimal tokens/param that centres the sizes")
+    parser.add_argument("--corpus", default="synthetic", help="synthetic | python-docs | python-code | a path")
+    parser.add_argument("--store", default=None, help="run store folder (default: under $COT_LAB_HOME)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cot-lab", description="cot-lab: compute-optimal training, by doing it")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
     tr.add_argument("--no-store", action="store_true", help="do not read or write the run store")
     tr.set_defaults(func=_train)
+    sw = sub.add_parser("sweep", help="run an IsoFLOP sweep (resumes from the store)")
+    _add_sweep_args(sw)
+    sw.set_defaults(func=_sweep)
+    fi = sub.add_parser("fit", help="fit scaling laws (Approaches 1-3) to stored or shipped runs")
+    fi.add_argument("--store", default=None, help="run store folder (default: under $COT_LAB_HOME)")
+    fi.add_argument("--precomputed", default=None, help="fit a shipped result set instead, e.g. laptop")
+    fi.add_argument("--corpus", default="synthetic", help="which corpus's runs to fit (stored runs only)")
+    fi.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for intervals (default 200)")
+    fi.set_defaults(func=_fit)
+    pc = sub.add_parser("precompute", help="sweep, fit, train the held-out budget, write data/precomputed/<profile>/")
+    _add_sweep_args(pc)
+    pc.add_argument("--out", default=None, help="output folder (default: data/precomputed/<profile>)")
+    pc.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for intervals (default 200)")
+    pc.set_defaults(func=_precompute)
     return parser
 
 

@@ -29,6 +29,12 @@ class Profile:
     seq_len: int = 128       # tokens of context per sequence
     eval_sequences: int = 128  # validation rows behind every evaluation
     corpus: str = "synthetic"
+    # IsoFLOP sweep (notebook 02, `cot-lab sweep`): budgets in FLOPs, sizes per budget, and the guess of the
+    # optimal tokens per parameter that centres the sizes; the held-out budget is holdout_factor x the largest.
+    sweep_budgets: tuple = (3e10, 1e11, 3e11, 1e12)
+    sweep_sizes: int = 5
+    sweep_tokens_per_param: float = 20.0
+    holdout_factor: float = 4.0
 
     def __post_init__(self):
         if not 0 < self.params_min <= self.params <= self.params_max:
@@ -37,7 +43,9 @@ class Profile:
         if not 0 < self.flops_min <= self.flops <= self.flops_max:
             raise ValueError(f"flops={self.flops:g} must lie in [flops_min={self.flops_min:g}, "
                              f"flops_max={self.flops_max:g}] and all must be positive")
-        for name in ("batch_size", "seq_len", "eval_sequences"):
+        if not self.sweep_budgets or not all(b > 0 for b in self.sweep_budgets):
+            raise ValueError(f"sweep_budgets={self.sweep_budgets!r} must be a non-empty tuple of positive FLOP budgets")
+        for name in ("batch_size", "seq_len", "eval_sequences", "sweep_sizes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name}={value!r} must be a positive integer")
@@ -51,11 +59,13 @@ class Profile:
 # 2e9 FLOPs/s effective, so smoke runs take a few seconds; laptop defaults are ~1 minute there.
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", params=3e4, params_min=1e4, params_max=3e5,
-                     flops=4e9, flops_min=1e9, flops_max=1e11, batch_size=16, seq_len=64, eval_sequences=32),
+                     flops=4e9, flops_min=1e9, flops_max=1e11, batch_size=16, seq_len=64, eval_sequences=32,
+                     sweep_budgets=(1e10, 3e10, 1e11), sweep_sizes=3, sweep_tokens_per_param=30.0),
     "laptop": Profile("laptop", params=2e5, params_min=2e4, params_max=1e7,
                       flops=1e12, flops_min=1e10, flops_max=1e14, batch_size=16, seq_len=128, eval_sequences=128),
     "gpu": Profile("gpu", params=3e6, params_min=1e5, params_max=1e8,
-                   flops=1e15, flops_min=1e12, flops_max=1e17, batch_size=32, seq_len=256, eval_sequences=256),
+                   flops=1e15, flops_min=1e12, flops_max=1e17, batch_size=32, seq_len=256, eval_sequences=256,
+                   sweep_budgets=(1e14, 3e14, 1e15, 3e15, 1e16), sweep_sizes=7),
 }
 
 

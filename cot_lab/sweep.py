@@ -1,0 +1,290 @@
+"""IsoFLOP sweeps: plan model sizes that bracket the compute-optimal one at each budget, then run them all.
+
+A sweep is many independent `cl.train` runs. `run_sweep` trains them in order of budget, keeps every
+run in a `RunStore` (so a sweep stopped half-way resumes where it stopped: finished runs come back
+from the store at once), and shows one progress bar over the whole sweep's FLOPs with an ETA.
+
+Runs go one after another: on a 2-core CPU, two runs side by side (one thread each) finished a sweep
+no faster than one run at a time on both cores (`benchmarks/sweep_parallel.py` measures it), so the
+extra machinery is not here. Where one machine is not enough, DESIGN.md's answer is Ray.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+
+from .accounting import count_params, flops_per_token
+from .callbacks import Callback, TrainState
+from .config import ModelConfig
+from .data.base import Corpus
+from .runs import Run, RunStore
+
+MIN_STEPS = 30  # fewer optimizer steps than this and warmup plus cosine is not a real schedule
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One planned run: a model shape trained for `flops` training FLOPs (Chinchilla count)."""
+
+    flops: float
+    config: ModelConfig
+    batch_size: int = 16  # sequences of config.seq_len tokens per optimizer step
+
+    @property
+    def n_params(self) -> int:
+        """Total parameters (embeddings counted once: they are tied)."""
+        return count_params(self.config).total
+
+    @property
+    def tokens(self) -> float:
+        """Training tokens the budget buys for this shape."""
+        return self.flops / flops_per_token(self.config)
+
+
+@dataclass
+class SweepPlan:
+    """The runs of an IsoFLOP sweep, budget by budget, each budget's sizes from small to large."""
+
+    points: list[SweepPoint]
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self):
+        return iter(self.points)
+
+    @property
+    def budgets(self) -> list[float]:
+        """The distinct budgets, FLOPs, ascending."""
+        return sorted({p.flops for p in self.points})
+
+    @property
+    def total_flops(self) -> float:
+        """Training FLOPs of the whole sweep."""
+        return float(sum(p.flops for p in self.points))
+
+    def to_frame(self):
+        """A pandas DataFrame: one row per planned run."""
+        import pandas as pd
+
+        return pd.DataFrame([dict(budget_flops=p.flops, n_params=p.n_params, d_model=p.config.d_model,
+                                  n_layer=p.config.n_layer, n_head=p.config.n_head, tokens=p.tokens,
+                                  tokens_per_param=p.tokens / p.n_params, batch_size=p.batch_size,
+                                  steps=int(p.tokens // (p.batch_size * p.config.seq_len)))
+                             for p in self.points])
+
+
+def _positive(name: str, value, example: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{name}={value!r} must be a positive finite number, e.g. {example}")
+    return float(value)
+
+
+# Batch rule: DeepSeek LLM (2024) fit B_opt = 0.2920 C^0.3271 tokens over 1e17-3e20 FLOPs. We keep their
+# exponent and set the constant from pilot runs here: on the synthetic language, 2-4 sequences of 128
+# tokens per step beat 16 by 0.1-0.2 nats/token at 1e11-3e11 FLOPs (notebook 02 shows it), because these
+# budgets buy only a few thousand steps. Their constant would give 5-10x larger batches at our budgets.
+BATCH_EXPONENT = 0.3271
+BATCH_TOKENS_AT_1E11 = 256.0
+
+
+def batch_size_for(flops: float, seq_len: int) -> int:
+    """Sequences per optimizer step for a budget (FLOPs): 256 tokens at 1e11 FLOPs, growing as C^0.3271; at least 2."""
+    tokens = BATCH_TOKENS_AT_1E11 * (flops / 1e11) ** BATCH_EXPONENT
+    return max(2, round(tokens / seq_len))
+
+
+@functools.lru_cache(maxsize=8)
+def size_ladder(seq_len: int = 128, vocab_size: int = 512, rungs: int = 12) -> tuple[ModelConfig, ...]:
+    """Model shapes from the smallest (d_model 8, 1 layer, one head) upward, each ~2x (at least 1.98x) the last.
+
+    Width and depth never shrink from one rung to the next, so a sweep's sizes differ in scale, not in
+    kind; among shapes that qualify, the one nearest 2x wins, with a small pull toward d_model/n_layer = 32
+    (Kaplan et al. 2020 Fig. 5: loss is nearly flat in aspect ratio). Head size 8 at d_model 8, 16 below 128,
+    else 32. The 5K-parameter d_model-8 model is mostly its embedding table; it is there because at 1e11
+    FLOPs the optimum sits near 20K parameters and a curve needs a point on each side of its minimum.
+    """
+    shapes = []
+    for d_model in (8, *range(16, 2049, 16)):
+        head_dim = 8 if d_model == 8 else 16 if d_model < 128 else 32
+        if d_model % head_dim:
+            continue
+        for n_layer in range(1, 33):
+            cfg = ModelConfig(d_model=d_model, n_layer=n_layer, n_head=d_model // head_dim, vocab_size=vocab_size,
+                              seq_len=seq_len)
+            shapes.append((count_params(cfg).total, cfg))
+    ladder = [min(shapes, key=lambda s: s[0])]
+    while len(ladder) < rungs:
+        n_prev, prev = ladder[-1]
+        bigger = [s for s in shapes if s[0] >= 1.98 * n_prev and s[1].d_model >= prev.d_model
+                  and s[1].n_layer >= prev.n_layer]
+        if not bigger:
+            break
+        ladder.append(min(bigger, key=lambda s: abs(math.log(s[0] / (2 * n_prev)))
+                          + 0.15 * abs(math.log(s[1].d_model / s[1].n_layer / 32))))
+    return tuple(cfg for _, cfg in ladder)
+
+
+def sizes_around(n_center: float, count: int, *, seq_len: int = 128, vocab_size: int = 512) -> list[ModelConfig]:
+    """`count` consecutive ladder shapes centred on the rung nearest `n_center` parameters (shifted up at the bottom)."""
+    ladder = size_ladder(seq_len, vocab_size, max(12, count + 4))
+    nearest = min(range(len(ladder)), key=lambda i: abs(math.log(count_params(ladder[i]).total / n_center)))
+    first = min(max(0, nearest - count // 2), len(ladder) - count)
+    return list(ladder[first:first + count])
+
+
+def isoflop_plan(budgets, sizes_per_budget: int = 5, *, tokens_per_param: float = 20.0,
+                 seq_len: int = 128, vocab_size: int = 512, batch_size: int | None = None) -> SweepPlan:
+    """Plan an IsoFLOP sweep: at each budget (FLOPs), `sizes_per_budget` consecutive `size_ladder` shapes (~2x apart).
+
+    The sizes are centred on the N whose tokens-per-parameter ratio is `tokens_per_param`
+    (C = 6 N D with D = tokens_per_param * N), the guess of where the optimum lies; 5 sizes ~2x apart
+    span ~16x or more, so the minimum stays inside even when the guess is off by 4x either way.
+    batch_size (sequences per step) None takes `batch_size_for(budget)`; the learning rate is the
+    trainer's width rule `cl.default_lr`. Every run must get at least MIN_STEPS optimizer steps.
+    """
+    try:
+        budgets = [_positive("budgets[]", float(b), "1e12") for b in budgets]
+    except TypeError:
+        raise ValueError(f"budgets={budgets!r} must be a list of FLOP budgets, e.g. [1e11, 1e12]") from None
+    if not budgets or len(set(budgets)) != len(budgets):
+        raise ValueError(f"budgets={budgets!r} must be a non-empty list of distinct FLOP budgets")
+    if isinstance(sizes_per_budget, bool) or not isinstance(sizes_per_budget, int) or sizes_per_budget < 3:
+        raise ValueError(f"sizes_per_budget={sizes_per_budget!r} must be an integer >= 3 (a parabola needs 3 points)")
+    _positive("tokens_per_param", tokens_per_param, "20")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size={batch_size!r} must be a positive integer (sequences per step) or None for the budget rule")
+    points = []
+    for budget in sorted(budgets):
+        batch = batch_size or batch_size_for(budget, seq_len)
+        n_center = math.sqrt(budget / (6.0 * tokens_per_param))
+        for cfg in sizes_around(n_center, sizes_per_budget, seq_len=seq_len, vocab_size=vocab_size):
+            point = SweepPoint(budget, cfg, batch)
+            steps = point.tokens / (batch * seq_len)
+            if steps < MIN_STEPS:
+                raise ValueError(
+                    f"budgets: {budget:.3g} FLOPs buys only {steps:.0f} steps of batch_size={batch} x "
+                    f"seq_len={seq_len} for the {point.n_params:,}-parameter model; raise the budget, lower "
+                    f"tokens_per_param below {tokens_per_param:g} or lower batch_size (need {MIN_STEPS} steps)")
+            points.append(point)
+    return SweepPlan(points)
+
+
+def profile_plan(profile=None, corpus: Corpus | None = None) -> SweepPlan:
+    """The IsoFLOP plan of a profile (`cl.profile(...)`: name, Profile or None for $COT_LAB_PROFILE)."""
+    from .profiles import profile as get_profile
+
+    p = get_profile(profile)
+    return isoflop_plan(p.sweep_budgets, p.sweep_sizes, tokens_per_param=p.sweep_tokens_per_param, seq_len=p.seq_len,
+                        vocab_size=corpus.vocab_size if corpus is not None else 512)
+
+
+class _SweepBar(Callback):
+    """One tqdm bar over the sweep's FLOPs; runs served from the store shrink the total instead of advancing it,
+    so the ETA reflects training only."""
+
+    def __init__(self, total_flops: float, n_runs: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_flops, unit="FLOP", unit_scale=True, desc=f"sweep 0/{n_runs}")
+        self.n_runs, self.done, self.run_flops = n_runs, 0, 0.0
+
+    def start_run(self) -> None:
+        self.run_flops = 0.0
+
+    def on_step(self, state: TrainState) -> None:
+        if self.bar is not None:
+            self.bar.update(state.flops - self.run_flops)
+        self.run_flops = state.flops
+
+    def finish_run(self, run: Run, planned_flops: float) -> None:
+        self.done += 1
+        if self.bar is None:
+            return
+        if run.from_store:
+            self.bar.total -= planned_flops
+        else:
+            self.bar.update(max(0.0, planned_flops - self.run_flops))
+        loss = f"{run.final_val_loss:.3f}" if math.isfinite(run.final_val_loss) else run.status
+        self.bar.set_description(f"sweep {self.done}/{self.n_runs}")
+        self.bar.set_postfix({"last": f"{run.n_params / 1e3:.0f}K@{run.budget['value']:.0e}", "loss": loss})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class SweepResult:
+    """The runs of a sweep (one per planned point reached, in plan order) and whether it was stopped early."""
+
+    runs: list[Run]
+    interrupted: bool = False
+    wall_s: float = 0.0  # seconds the whole sweep took, store look-ups and evaluations included
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def train_s(self) -> float:
+        """Seconds of pure training in runs trained now (not served from the store)."""
+        return float(sum(r.train_s for r in self.runs if not r.from_store))
+
+    def to_frame(self):
+        """A pandas DataFrame, one row per run: budget, size, tokens, final validation loss (nats/token), status."""
+        return runs_frame(self.runs)
+
+
+def runs_frame(runs: list[Run]):
+    """One row per run with the columns every scaling fit and plot here reads."""
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        n = r.n_params
+        rows.append(dict(budget_flops=float(r.budget["value"]), n_params=n, d_model=r.config.d_model,
+                         n_layer=r.config.n_layer, tokens=float(r.tokens), tokens_per_param=r.tokens / n,
+                         flops=float(r.flops), final_val_loss=float(r.final_val_loss), status=r.status,
+                         wall_s=float(r.wall_s), train_s=float(r.train_s), run_id=r.run_id,
+                         from_store=bool(r.from_store)))
+    return pd.DataFrame(rows)
+
+
+def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, seed: int = 0,
+              progress: bool = True, **train_kwargs) -> SweepResult:
+    """Train every point of `plan` on `corpus` (FLOP budgets), one progress bar for all; returns a SweepResult.
+
+    Runs already in `store` (default: `RunStore()`) return at once, so an interrupted sweep resumes.
+    The Stop button (KeyboardInterrupt) ends the sweep after marking the current run `interrupted` in
+    the store; the finished runs are kept. Extra keyword arguments go to `cl.train`.
+    """
+    from .train import train  # here: cot_lab.train the function shadows the module at package level
+
+    if not isinstance(plan, SweepPlan):
+        raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
+    if not isinstance(corpus, Corpus):
+        raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
+    for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size"):
+        if name in train_kwargs:
+            raise ValueError(f"{name}= is set by the sweep itself; remove it from run_sweep's arguments")
+    store = RunStore() if store is None else store
+    bar = _SweepBar(plan.total_flops, len(plan), progress)
+    runs, interrupted, start = [], False, time.perf_counter()
+    try:
+        for point in plan:
+            bar.start_run()
+            run = train(point.config, corpus, flops=point.flops, batch_size=point.batch_size, seed=seed, store=store,
+                        progress=False, callbacks=[bar], **train_kwargs)
+            run._model = None  # a sweep keeps records, not dozens of models; load_model() reads the store
+            runs.append(run)
+            bar.finish_run(run, point.flops)
+            if run.status == "interrupted":
+                interrupted = True
+                break
+    except KeyboardInterrupt:  # between runs (e.g. while the store answered): nothing half-written to undo
+        interrupted = True
+    finally:
+        bar.close()
+    return SweepResult(runs, interrupted, time.perf_counter() - start)
