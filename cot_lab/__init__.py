@@ -15,10 +15,12 @@ from .compress import compare, load_model, measure, prune, pruning_report, quant
 from .config import ModelConfig, build_model, preset
 from .data import Corpus, load_corpus
 from .evaluate import evaluate_loss
+from .fitting import SweepFit, fit_sweep
 from .hardware import GPUS, autocast_dtype, detect_device, device_name, gpu, measure_peak_flops, resolve_device
 from .paths import home
 from .profiles import Profile, profile
 from .runs import Run, RunStore
+from .sweep import isoflop_plan, run_sweep
 from .scaling import CHINCHILLA, EPOCH_REPLICATION, ScalingLaw, envelope_frontier, fit_isoflop_parabolas, fit_scaling_law
 from .train import default_lr, train
 
@@ -28,5 +30,6 @@ __all__ = [
     "load_corpus", "evaluate_loss", "GPUS", "autocast_dtype", "detect_device", "device_name", "gpu",
     "measure_peak_flops", "resolve_device", "home", "Profile", "profile", "Run", "RunStore", "CHINCHILLA", "EPOCH_REPLICATION", "ScalingLaw", "envelope_frontier",
     "fit_isoflop_parabolas", "fit_scaling_law", "default_lr", "train",
+    "SweepFit", "fit_sweep", "isoflop_plan", "run_sweep",
     "compare", "load_model", "measure", "prune", "pruning_report", "quantize", "recover", "save_model",
 ]

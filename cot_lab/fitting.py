@@ -25,6 +25,7 @@ class SweepFit:
     approach2: dict | None
     approach3: ScalingLaw
     n_runs: int
+    budgets: list = field(default_factory=list)  # the distinct FLOP budgets fitted, ascending
     entropy: float | None = None  # the corpus's true floor, nats/token (synthetic corpus only)
     notes: list[str] = field(default_factory=list)
 
@@ -89,7 +90,7 @@ def fit_sweep(runs, *, bootstrap: int = 200, seed: int = 0, confidence: float = 
         approach1, notes = None, notes + [f"Approach 1 not fitted: {error}"]
     entropies = {r.entropy for r in ok}
     entropy = entropies.pop() if len(entropies) == 1 else None
-    return SweepFit(approach1, approach2, law, len(ok), entropy, notes)
+    return SweepFit(approach1, approach2, law, len(ok), sorted({float(c) for c in C}), entropy, notes)
 
 
 def holdout_prediction(law: ScalingLaw, flops: float, *, seq_len: int = 128, vocab_size: int = 512) -> dict:

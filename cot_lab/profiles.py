@@ -60,7 +60,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", params=3e4, params_min=1e4, params_max=3e5,
                      flops=4e9, flops_min=1e9, flops_max=1e11, batch_size=16, seq_len=64, eval_sequences=32,
-                     sweep_budgets=(1e10, 3e10, 1e11), sweep_sizes=3, sweep_tokens_per_param=30.0),
+                     sweep_budgets=(3e9, 1e10, 3e10), sweep_sizes=3, sweep_tokens_per_param=10.0),
     "laptop": Profile("laptop", params=2e5, params_min=2e4, params_max=1e7,
                       flops=1e12, flops_min=1e10, flops_max=1e14, batch_size=16, seq_len=128, eval_sequences=128),
     "gpu": Profile("gpu", params=3e6, params_min=1e5, params_max=1e8,

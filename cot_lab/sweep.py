@@ -4,9 +4,9 @@ A sweep is many independent `cl.train` runs. `run_sweep` trains them in order of
 run in a `RunStore` (so a sweep stopped half-way resumes where it stopped: finished runs come back
 from the store at once), and shows one progress bar over the whole sweep's FLOPs with an ETA.
 
-Runs go one after another: on a 2-core CPU, two runs side by side (one thread each) finished a sweep
-no faster than one run at a time on both cores (`benchmarks/sweep_parallel.py` measures it), so the
-extra machinery is not here. Where one machine is not enough, DESIGN.md's answer is Ray.
+`workers=2` trains two runs side by side in worker processes (one thread each on a 2-core CPU);
+`benchmarks/sweep_parallel.py` measures whether that beats one run at a time on all cores. Where one
+machine is not enough, DESIGN.md's answer is Ray.
 """
 from __future__ import annotations
 
@@ -145,10 +145,9 @@ def isoflop_plan(budgets, sizes_per_budget: int = 5, *, tokens_per_param: float 
     batch_size (sequences per step) None takes `batch_size_for(budget)`; the learning rate is the
     trainer's width rule `cl.default_lr`. Every run must get at least MIN_STEPS optimizer steps.
     """
-    try:
-        budgets = [_positive("budgets[]", float(b), "1e12") for b in budgets]
-    except TypeError:
-        raise ValueError(f"budgets={budgets!r} must be a list of FLOP budgets, e.g. [1e11, 1e12]") from None
+    if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
+        raise ValueError(f"budgets={budgets!r} must be a list of FLOP budgets, e.g. [1e11, 1e12]")
+    budgets = [_positive("budgets[]", b.item() if hasattr(b, "item") else b, "1e12") for b in budgets]
     if not budgets or len(set(budgets)) != len(budgets):
         raise ValueError(f"budgets={budgets!r} must be a non-empty list of distinct FLOP budgets")
     if isinstance(sizes_per_budget, bool) or not isinstance(sizes_per_budget, int) or sizes_per_budget < 3:
@@ -202,6 +201,7 @@ class _SweepBar(Callback):
         self.run_flops = state.flops
 
     def finish_run(self, run: Run, planned_flops: float) -> None:
+        """Count a finished run; from the store it shrinks the total instead of advancing the bar."""
         self.done += 1
         if self.bar is None:
             return
@@ -253,12 +253,13 @@ def runs_frame(runs: list[Run]):
 
 
 def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, seed: int = 0,
-              progress: bool = True, **train_kwargs) -> SweepResult:
+              progress: bool = True, workers: int = 1, **train_kwargs) -> SweepResult:
     """Train every point of `plan` on `corpus` (FLOP budgets), one progress bar for all; returns a SweepResult.
 
     Runs already in `store` (default: `RunStore()`) return at once, so an interrupted sweep resumes.
-    The Stop button (KeyboardInterrupt) ends the sweep after marking the current run `interrupted` in
-    the store; the finished runs are kept. Extra keyword arguments go to `cl.train`.
+    The Stop button (KeyboardInterrupt) ends the sweep after marking the current run(s) `interrupted`
+    in the store; the finished runs are kept. `workers` > 1 trains that many runs side by side in
+    worker processes (the bar then advances per finished run). Extra keyword arguments go to `cl.train`.
     """
     from .train import train  # here: cot_lab.train the function shadows the module at package level
 
@@ -266,25 +267,47 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
         raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
     if not isinstance(corpus, Corpus):
         raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers={workers!r} must be a positive integer (1 = one run at a time)")
     for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size"):
         if name in train_kwargs:
             raise ValueError(f"{name}= is set by the sweep itself; remove it from run_sweep's arguments")
     store = RunStore() if store is None else store
     bar = _SweepBar(plan.total_flops, len(plan), progress)
-    runs, interrupted, start = [], False, time.perf_counter()
+    runs: dict[int, Run] = {}
+    interrupted, start = False, time.perf_counter()
     try:
-        for point in plan:
-            bar.start_run()
-            run = train(point.config, corpus, flops=point.flops, batch_size=point.batch_size, seed=seed, store=store,
-                        progress=False, callbacks=[bar], **train_kwargs)
-            run._model = None  # a sweep keeps records, not dozens of models; load_model() reads the store
-            runs.append(run)
-            bar.finish_run(run, point.flops)
-            if run.status == "interrupted":
-                interrupted = True
-                break
+        if workers > 1:
+            from .parallel import run_parallel
+
+            def done(index: int, run_id: str, from_store: bool) -> None:
+                run = store.get(run_id)
+                run.from_store = from_store
+                runs[index] = run
+                bar.start_run()
+                bar.finish_run(run, plan.points[index].flops)
+
+            interrupted = run_parallel(plan.points, corpus, store, workers, dict(seed=seed, **train_kwargs), done)
+        else:
+            for index, point in enumerate(plan):
+                bar.start_run()
+                run = train(point.config, corpus, flops=point.flops, batch_size=point.batch_size, seed=seed,
+                            store=store, progress=False, callbacks=[bar], **train_kwargs)
+                run._model = None  # a sweep keeps records, not dozens of models; load_model() reads the store
+                runs[index] = run
+                bar.finish_run(run, point.flops)
+                if run.status == "interrupted":
+                    interrupted = True
+                    break
     except KeyboardInterrupt:  # between runs (e.g. while the store answered): nothing half-written to undo
         interrupted = True
     finally:
         bar.close()
-    return SweepResult(runs, interrupted, time.perf_counter() - start)
+    if interrupted and workers > 1:  # runs the interrupt stopped in the workers are stored as such: show them
+        for index, point in enumerate(plan.points):
+            if index not in runs:
+                partial = [r for r in store.runs(status="interrupted") if r.config == point.config
+                           and r.budget == {"kind": "flops", "value": point.flops}]
+                if partial:
+                    runs[index] = partial[-1]
+    return SweepResult([runs[i] for i in sorted(runs)], interrupted, time.perf_counter() - start)

@@ -50,3 +50,39 @@ def test_bad_arguments_give_a_clear_error_and_exit_code_2(args, words, capsys, m
     err = capsys.readouterr().err
     for word in words:
         assert word in err
+
+
+def test_sweep_fit_and_precompute_commands(tmp_path):
+    """An instructor's path: sweep (resumable), fit the store, precompute a result set the notebooks load."""
+    sweep_args = ("--profile", "smoke", "--budgets", "3e9", "1e10", "--sizes", "3", "--tokens-per-param", "10",
+                  "--store", str(tmp_path / "store"))
+    first = _cli("sweep", *sweep_args, home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "sweep  profile=smoke: 6 runs, 2 budgets" in first.stdout
+    store = cl.RunStore(tmp_path / "store")
+    assert len(store) == 6 and all(r.status == "ok" for r in store.runs())
+    again = _cli("sweep", *sweep_args, home=tmp_path)
+    assert "(0 s of training)" in again.stdout  # every run came back from the store
+
+    out = tmp_path / "set"
+    pre = _cli("precompute", *sweep_args, "--out", str(out), "--bootstrap", "10", home=tmp_path)
+    assert pre.returncode == 0, pre.stderr
+    assert "prediction error" in pre.stdout and f"wrote {out}" in pre.stdout
+    from cot_lab.precomputed import load_results
+
+    shipped = load_results("smoke", out)
+    assert sorted(r.run_id for r in shipped["runs"]) == sorted(r.run_id for r in store.runs() if r.budget["value"] <= 1e10)
+    holdout = shipped["holdout"]
+    assert holdout["run"].budget["value"] == 4e10  # the smoke profile's holdout_factor x the largest budget
+    assert holdout["relative_error"] == pytest.approx(holdout["run"].final_val_loss / holdout["prediction"]["predicted_loss"] - 1)
+
+    fitted = _cli("fit", "--store", str(tmp_path / "store"), "--bootstrap", "10", home=tmp_path)
+    assert fitted.returncode == 0, fitted.stderr
+    assert "Approach 3 (n=" in fitted.stdout and "H22 Approach 2" in fitted.stdout
+
+
+def test_fit_of_shipped_results_prints_exponents(tmp_path):
+    result = _cli("fit", "--precomputed", "laptop", "--bootstrap", "20", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "true entropy of the corpus" in result.stdout
+    assert "this sweep: Approach 3" in result.stdout

@@ -1,0 +1,151 @@
+"""Notebook 02's panels: a model-size slider at a fixed budget against a fitted law, and a live-sweep button.
+
+Moving the slider only evaluates the law (instant); the Train button runs one real training at that
+exact point and puts the measured loss beside the prediction. Errors show in the panel.
+"""
+from __future__ import annotations
+
+import html
+import math
+import traceback
+
+import ipywidgets as W
+
+from .accounting import count_params, flops_per_token
+from .data import Corpus
+from .plots import figure_display_data
+from .runs import Run, RunStore
+from .scaling import ScalingLaw
+from .scaling_plots import size_at_budget
+from .sweep import SweepPlan, SweepResult, batch_size_for, run_sweep, size_ladder
+from .widgets import _human
+
+
+def _show_error(out: W.Output, error: BaseException) -> None:
+    out.outputs = ()
+    out.append_stdout("".join(traceback.format_exception_only(type(error), error)))
+
+
+class SizeAtBudgetPanel(W.VBox):
+    """A size slider (real ladder shapes) at `flops` FLOPs: the law's predicted loss, and Train to measure it."""
+
+    def __init__(self, law: ScalingLaw, flops: float, corpus: Corpus, store: RunStore | None = None, *,
+                 seq_len: int = 128, eval_sequences: int = 128, floor: float | None = None):
+        if not isinstance(law, ScalingLaw):
+            raise ValueError(f"law must be a cl.ScalingLaw, e.g. fit.approach3 (got {type(law).__name__})")
+        if isinstance(flops, bool) or not isinstance(flops, (int, float)) or not (flops > 0 and math.isfinite(flops)):
+            raise ValueError(f"flops={flops!r} must be a positive FLOP budget, e.g. 1e12")
+        if not isinstance(corpus, Corpus):
+            raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
+        self.law, self.flops, self.corpus, self.floor = law, float(flops), corpus, floor
+        self.store = RunStore() if store is None else store
+        self.eval_sequences = eval_sequences
+        # Only shapes that get at least ~30 steps at this budget are offered: fewer is not a training run.
+        self.batch_size = batch_size_for(self.flops, seq_len)
+        self.configs = [c for c in size_ladder(seq_len, corpus.vocab_size)
+                        if self.flops / flops_per_token(c) >= 30 * self.batch_size * seq_len]
+        if len(self.configs) < 2:
+            raise ValueError(f"flops={flops:.3g} is too small for two model sizes of at least 30 steps; raise it")
+        self.measured: list[Run] = []
+        best = min(range(len(self.configs)), key=lambda i: self._predicted(self.configs[i]))
+        options = [(f"{_human(count_params(c).total)} (d{c.d_model}×{c.n_layer})", i) for i, c in enumerate(self.configs)]
+        self.slider = W.SelectionSlider(options=options, value=best, description="model size",
+                                        continuous_update=True, layout=W.Layout(width="520px"),
+                                        style={"description_width": "90px"})
+        self.readout = W.HTML()
+        self.button = W.Button(description="Train this size", icon="play", button_style="primary")
+        self.plot = W.Output()
+        self.message = W.Output()
+        self.slider.observe(lambda _: self._refresh(), names="value")
+        self.button.on_click(lambda _: self._train_clicked())
+        super().__init__([self.slider, self.readout, self.button, self.message, self.plot])
+        self._refresh()
+
+    @property
+    def config(self):
+        """The ModelConfig under the slider."""
+        return self.configs[self.slider.value]
+
+    def _predicted(self, cfg) -> float:
+        return float(self.law.loss(count_params(cfg).total, self.flops / flops_per_token(cfg)))
+
+    def _refresh(self) -> None:
+        cfg = self.config
+        n, tokens = count_params(cfg).total, self.flops / flops_per_token(cfg)
+        done = [r for r in self.measured if r.config == cfg]
+        measured = ""
+        if done:
+            r = done[-1]
+            measured = (f"<br>measured <b>{r.final_val_loss:.4f}</b> nats/token: prediction error "
+                        f"<b>{100 * (r.final_val_loss / self._predicted(cfg) - 1):+.2f}%</b>")
+        self.readout.value = (
+            f"C = {self.flops:.3g} FLOPs buys this model <b>{_human(tokens)}</b> tokens "
+            f"({tokens / n:.3g} tokens per parameter). The law predicts <b>{self._predicted(cfg):.4f}</b> nats/token; "
+            f"its optimum is N_opt ≈ {_human(self.law.optimal(self.flops)[0])} parameters.{measured}")
+        fig = size_at_budget(self.law, self.flops, [count_params(c).total for c in self.configs],
+                             [self.flops / flops_per_token(c) for c in self.configs], chosen=n,
+                             measured=self.measured, floor=self.floor)
+        self.plot.outputs = (figure_display_data(fig),)
+
+    def train(self) -> Run:
+        """Train the size under the slider at this budget (a real run, or the stored one); returns the Run."""
+        from .train import train
+
+        run = train(self.config, self.corpus, flops=self.flops, batch_size=self.batch_size, store=self.store,
+                    eval_sequences=self.eval_sequences, progress=False)
+        run._model = None
+        self.measured.append(run)
+        self._refresh()
+        return run
+
+    def _train_clicked(self) -> None:
+        self.button.disabled = True
+        self.message.outputs = ()
+        try:
+            with self.message:
+                self.train()
+        except Exception as error:  # shown in the panel: a callback's exception would go to a hidden log
+            _show_error(self.message, error)
+        finally:
+            self.button.disabled = False
+
+
+class SweepButton(W.VBox):
+    """A button that runs `plan` on `corpus` (resuming from the store) with one progress bar; `.result` holds the last SweepResult."""
+
+    def __init__(self, plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, eval_sequences: int = 128,
+                 on_done=None):
+        if not isinstance(plan, SweepPlan):
+            raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
+        self.plan, self.corpus, self.on_done = plan, corpus, on_done
+        self.store = RunStore() if store is None else store
+        self.eval_sequences = eval_sequences
+        self.result: SweepResult | None = None
+        self.button = W.Button(description=f"Run the sweep ({len(plan)} runs)", icon="play", button_style="primary",
+                               layout=W.Layout(width="260px"))
+        self.status = W.HTML(f"{len(plan)} runs, {plan.total_flops:.3g} FLOPs in all; finished runs come from your store.")
+        self.out = W.Output()
+        self.button.on_click(lambda _: self._clicked())
+        super().__init__([W.HBox([self.button, self.status]), self.out])
+
+    def run(self) -> SweepResult:
+        """Run (or resume) the sweep now; the same as pressing the button."""
+        with self.out:
+            self.result = run_sweep(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences)
+        r = self.result
+        trained = sum(not x.from_store for x in r.runs)
+        state = "stopped early: press again to resume" if r.interrupted else "done"
+        self.status.value = html.escape(f"{state}: {len(r.runs)}/{len(self.plan)} runs ({trained} trained now) "
+                                        f"in {r.wall_s:.0f} s")
+        if self.on_done is not None:
+            self.on_done(r)
+        return r
+
+    def _clicked(self) -> None:
+        self.button.disabled = True
+        try:
+            self.run()
+        except Exception as error:
+            _show_error(self.out, error)
+        finally:
+            self.button.disabled = False
