@@ -306,3 +306,40 @@ def test_building_a_model_prints_no_torchao_noise():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "ok" in done.stdout
     assert "Failed to load" not in done.stderr and "register_constant" not in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------ notebook pieces: study, panel, figures
+def test_quality_curves_panel_and_figures(trained, synthetic):
+    from matplotlib.figure import Figure
+
+    from cot_lab.compress import plots, study
+    from cot_lab.compress.widgets import prune_panel
+
+    curves = study.quality_curves(trained, synthetic, sparsities=(0.5, 0.75), n_sequences=8)
+    heads = curves[curves["method"] == "heads"]
+    assert list(heads["achieved"]) == [0.0, 0.5, 0.75]  # 4 heads: 0.75 leaves one per layer
+    assert (curves.groupby("method")["val_loss"].max() > curves.groupby("method")["val_loss"].min()).all()
+    panel = prune_panel(trained, synthetic, n_sequences=8, repeats=1, n_tokens=2)
+    assert panel.last is not None and "0.500" in panel.table.value
+    measured = panel.set(0.25, "mlp neurons")
+    assert measured.params < panel.dense.params and panel.last_error is None
+    panel.set(0.99, "heads")  # removes every head: the panel shows the error instead of raising
+    assert isinstance(panel.last_error, ValueError) and "at least one" in panel.table.value
+    frame = C.compare({"dense": trained, "mlp": cl.prune(fresh(trained), 0.5, "mlp")}, synthetic, n_sequences=8,
+                      repeats=1, warmup=0, n_tokens=2)
+    figures = [plots.quality_vs_sparsity(curves, floor=3.0), plots.latency_ratios(frame),
+               plots.size_quality_frontier({"a": (100, 4.0), "b": (50, 4.2), "c": (80, 4.5)})]
+    assert all(isinstance(f, Figure) for f in figures)
+
+
+def test_prune_or_train_small_spends_equal_flops_on_equal_shapes(synthetic):
+    from cot_lab.compress import study
+
+    cfg = cl.ModelConfig(d_model=32, n_layer=1, n_head=2, vocab_size=synthetic.vocab_size, seq_len=32)
+    run = cl.train(cfg, synthetic, flops=5e9, batch_size=8, eval_sequences=8, progress=False)
+    out = study.prune_or_train_small(run, synthetic, batch_size=8, eval_sequences=8)
+    assert out["small_params"] == out["pruned_params"] < out["big_params"]
+    assert out["total_flops"] == pytest.approx(1.25 * run.flops)
+    small_step = C.history(out["small_model"])[-1]
+    assert small_step["flops"] <= out["total_flops"] and small_step["flops"] > 0.9 * out["total_flops"]
+    assert out["recovered_loss"] < out["pruned_loss"]

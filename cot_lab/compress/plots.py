@@ -1,0 +1,70 @@
+"""Figures of notebook 03, one function each, returning a matplotlib Figure (never pyplot: see cot_lab.plots)."""
+from __future__ import annotations
+
+from matplotlib.figure import Figure
+
+from ..plots import FLOOR_COLOUR
+
+
+def quality_vs_sparsity(curves, *, floor: float | None = None, figsize=(6.4, 3.8)) -> Figure:
+    """Validation loss (nats/token) against achieved sparsity, one line per method (`quality_curves` output)."""
+    fig = Figure(figsize=figsize)
+    ax = fig.subplots()
+    for method, part in curves.groupby("method", sort=False):
+        part = part.sort_values("achieved")
+        ax.plot(part["achieved"], part["val_loss"], marker="o", label=method)
+    if floor is not None:
+        ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1, label="entropy floor")
+    ax.set_xlabel("fraction removed (weights, heads or neurons)")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title("What pruning costs in quality")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def size_quality_frontier(points, *, size: str = "disk_bytes", figsize=(6.4, 3.8)) -> Figure:
+    """Validation loss (nats/token) against size (bytes, log scale) for labelled points {label: (bytes, loss)},
+    with the lower-left frontier (no other point is both smaller and better) drawn through."""
+    fig = Figure(figsize=figsize)
+    ax = fig.subplots()
+    items = sorted(points.items(), key=lambda kv: kv[1][0])
+    for label, (nbytes, loss) in items:
+        ax.scatter(nbytes, loss, s=25)
+        ax.annotate(label, (nbytes, loss), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    frontier, best = [], float("inf")
+    for _, (nbytes, loss) in items:
+        if loss < best:
+            frontier.append((nbytes, loss))
+            best = loss
+    ax.step([f[0] for f in frontier], [f[1] for f in frontier], where="post", color="#1f77b4", alpha=0.5,
+            label="frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"size ({size.replace('_', ' ')})")
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.set_title("Size against quality")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig
+
+
+def latency_ratios(frame, *, figsize=(6.4, 3.6)) -> Figure:
+    """Latency of each model relative to the first (1 = as fast; below 1 = faster), for scoring a batch and for
+    generating tokens (`compare` output: columns score_ratio, generate_ratio), measured on this device."""
+    fig = Figure(figsize=figsize)
+    ax = fig.subplots()
+    labels = list(frame.index)
+    x = range(len(labels))
+    width = 0.38
+    ax.bar([i - width / 2 for i in x], frame["score_ratio"], width, label="score a batch")
+    ax.bar([i + width / 2 for i in x], frame["generate_ratio"], width, label="generate tokens")
+    ax.axhline(1.0, color=FLOOR_COLOUR, linewidth=1)
+    ax.set_xticks(list(x), labels, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"time / time of {labels[0]}")
+    ax.set_title("Latency on this device (median of repeats)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,107 @@
+"""The pruning panel of notebook 03: a sparsity slider and a method picker over a trained model (core ipywidgets).
+
+Each change prunes a fresh copy of the model and measures it on this device: validation loss, size on
+disk (dense safetensors, and a bitmask sparse format), latency to score a batch and to generate tokens,
+each next to the dense model's. Errors are shown in the panel (ipywidgets would hide them in a log).
+"""
+from __future__ import annotations
+
+import copy
+import html
+import traceback
+
+import ipywidgets as W
+
+from ..data.base import Corpus
+from ..evaluate import DEFAULT_EVAL_SEQUENCES
+from .metrics import Measurement, measure
+from .pruning import prune
+from .record import pruning_report
+
+PANEL_METHODS = (("magnitude (per matrix)", ("magnitude", "layer")), ("magnitude (global)", ("magnitude", "global")),
+                 ("wanda (per row)", ("wanda", "row")), ("heads", ("heads", None)), ("mlp neurons", ("mlp", None)))
+
+
+def _kb(n: float) -> str:
+    return f"{n / 1024:,.1f} KiB"
+
+
+class PrunePanel(W.VBox):
+    """Sparsity slider + method dropdown; `.update()` prunes a copy and fills the table (also called on change)."""
+
+    def __init__(self, model, corpus: Corpus, *, n_sequences: int = DEFAULT_EVAL_SEQUENCES, repeats: int = 5,
+                 n_tokens: int = 16):
+        if not isinstance(corpus, Corpus):
+            raise ValueError(f"corpus={corpus!r} must be a corpus from cl.load_corpus(...)")
+        self.model, self.corpus = model, corpus
+        self.measure_kw = dict(n_sequences=n_sequences, repeats=repeats, warmup=2, n_tokens=n_tokens, batch_size=8)
+        self.dense: Measurement = measure(model, corpus, **self.measure_kw)
+        self.pruned_model = None
+        self.last: Measurement | None = None
+        self.last_error: BaseException | None = None
+        style = {"description_width": "90px"}
+        self.sparsity = W.FloatSlider(value=0.5, min=0.0, max=0.9, step=0.05, description="sparsity",
+                                      continuous_update=False, readout_format=".2f", style=style,
+                                      layout=W.Layout(width="420px"))
+        self.method = W.Dropdown(options=list(PANEL_METHODS), value=PANEL_METHODS[0][1], description="method",
+                                 style=style)
+        self.table = W.HTML()
+        for w, cls in ((self.sparsity, "sparsity"), (self.method, "method"), (self.table, "table")):
+            w.add_class(f"cot-lab-{cls}")
+        super().__init__([W.HBox([self.sparsity, self.method]), self.table])
+        self.add_class("cot-lab-prune-panel")
+        self._setting = False
+        self.sparsity.observe(self._on_change, names="value")
+        self.method.observe(self._on_change, names="value")
+        self.update()
+
+    def _on_change(self, _change) -> None:
+        if not self._setting:  # set() moves both controls, then measures once
+            self.update()
+
+    def set(self, sparsity: float, method: str) -> Measurement | None:
+        """Move the controls (method: a label of PANEL_METHODS) and return the new measurement."""
+        labels = dict(PANEL_METHODS)
+        if method not in labels:
+            raise ValueError(f"method={method!r} is not in the panel; use one of {list(labels)}")
+        self._setting = True
+        try:
+            self.sparsity.value = sparsity
+            self.method.value = labels[method]
+        finally:
+            self._setting = False
+        self.update()
+        return self.last
+
+    def update(self) -> None:
+        method, scope = self.method.value
+        try:
+            pruned = prune(copy.deepcopy(self.model), self.sparsity.value, method, corpus=self.corpus, scope=scope)
+            self.pruned_model, self.last, self.last_error = pruned, measure(pruned, self.corpus, **self.measure_kw), None
+            self.table.value = self._table(pruning_report(pruned).attrs["achieved"])
+        except Exception as error:  # shown to the student, kept for the notebook to inspect
+            self.last_error = error
+            detail = html.escape("".join(traceback.format_exception_only(type(error), error)).strip())
+            self.table.value = f'<pre style="color:#c0392b">{detail}</pre>'
+
+    def _table(self, achieved: float) -> str:
+        d, p = self.dense, self.last
+        rows = [("validation loss (nats/token)", f"{d.val_loss:.4f}", f"{p.val_loss:.4f}",
+                 f"{p.val_loss - d.val_loss:+.4f}"),
+                ("parameters", f"{d.params:,}", f"{p.params:,}", f"× {p.params / d.params:.2f}"),
+                ("safetensors file", _kb(d.disk_bytes), _kb(p.disk_bytes), f"× {p.disk_bytes / d.disk_bytes:.2f}"),
+                ("bitmask sparse format (estimate)", _kb(d.bitmask_bytes), _kb(p.bitmask_bytes),
+                 f"× {p.bitmask_bytes / d.bitmask_bytes:.2f}"),
+                ("score a batch (median)", f"{d.score_s * 1e3:.2f} ms", f"{p.score_s * 1e3:.2f} ms",
+                 f"× {p.score_s / d.score_s:.2f}"),
+                ("generate tokens (median)", f"{d.generate_s * 1e3:.1f} ms", f"{p.generate_s * 1e3:.1f} ms",
+                 f"× {p.generate_s / d.generate_s:.2f}")]
+        cells = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td><td>{r}</td></tr>" for a, b, c, r in rows)
+        return (f"<p>achieved sparsity <b>{achieved:.3f}</b> of the block weights / heads / neurons</p>"
+                f'<table class="cot-lab-measure"><tr><th></th><th>dense</th><th>pruned</th><th>ratio</th></tr>'
+                f"{cells}</table>")
+
+
+def prune_panel(model, corpus: Corpus, **kw) -> PrunePanel:
+    """A PrunePanel over `model` (left untouched: every setting prunes a copy)."""
+    return PrunePanel(model, corpus, **kw)
