@@ -131,8 +131,6 @@ def check_pruning(nb) -> None:
     assert any("Fill in my_file_bytes" in h for h in html_outputs(nb))
 
 
-
-
 def check_start_here(nb) -> None:
     text = stream_text(nb)
     loss = float(re.search(r"final validation loss:\s+([0-9.]+) nats/token", text).group(1))
