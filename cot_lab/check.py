@@ -145,3 +145,49 @@ def loss_prediction(predicted, measured: float, *, baseline: float | None = None
     direction = "too high" if off > 0 else "too low"
     return CheckResult(False, f"❌ Your prediction is {direction} by about {_percent(off / measured)}; "
                               f"it must be within {rule}.\nHint: {hint}")
+
+
+def budget_flops(answer, gpu: str, hours: float, mfu: float) -> CheckResult:
+    """Check the training FLOPs (FLOPs) that `hours` GPU-hours of `gpu` deliver at `mfu`, within 1%."""
+    from .budget import Budget  # imported here: the budget module is only needed by notebook 01's checks
+
+    # A placeholder price of 0: the FLOPs do not depend on it, and some catalog GPUs have no price.
+    expected = Budget.from_gpu_hours(gpu, hours, mfu, usd_per_hour=0.0).flops
+    return check_number(answer, expected, rel=0.01, name="your FLOP count", hint=(
+        "FLOPs = peak FLOP/s x MFU x seconds: the dense BF16 peak is cl.gpu(name).peak_flops, "
+        "and an hour has 3,600 seconds."))
+
+
+def budget_hours(answer, flops: float, gpu: str, mfu: float) -> CheckResult:
+    """Check how many GPU-hours (hours) of `gpu` at `mfu` deliver `flops` FLOPs, within 2%."""
+    from .budget import Budget
+
+    expected = Budget.from_flops(flops, gpu, mfu, usd_per_hour=0.0).hours
+    return check_number(answer, expected, rel=0.02, name="your GPU-hours", unit="h", hint=(
+        "first the FLOPs (C = 6 N D for N parameters on D tokens), then divide by what one hour delivers: "
+        "peak FLOP/s x MFU x 3,600 s."))
+
+
+def choice(answer, expected: str, options, *, name: str = "answer", hint: str = "") -> CheckResult:
+    """Check a multiple-choice answer (one of `options`, ignoring case and spaces); never says which is right."""
+    names = [str(o) for o in options]
+    if expected not in names:
+        raise ValueError(f"expected={expected!r} must be one of options={names!r}")
+    if answer is None or answer is Ellipsis:
+        return CheckResult(False, f"{FILL_IN} Fill in {name} (one of {', '.join(map(repr, names))}), "
+                                  f"then run the cell again.")
+    picked = next((o for o in names if isinstance(answer, str) and answer.strip().lower() == o.lower()), None)
+    if picked is None:
+        return CheckResult(False, f"❌ {name}={answer!r} is not one of the options; write one of "
+                                  f"{', '.join(map(repr, names))} (with quotes).")
+    if picked == expected:
+        return CheckResult(True, f"✅ {name} is right.")
+    return CheckResult(False, f"❌ {name}={picked!r} is not it." + (f"\nHint: {hint}" if hint else ""))
+
+
+def flops_ratio(answer, cfg: ModelConfig, seq_len: int, method: str = "chinchilla") -> CheckResult:
+    """Check a ratio (dimensionless) of `method`'s training FLOPs per token at `seq_len` to 6N, within 5%."""
+    expected = flops_per_token(cfg, method, seq_len=seq_len) / flops_per_token(cfg, "6n")
+    return check_number(answer, expected, rel=0.05, name="your ratio", hint=(
+        "per token, attention scores and weighted values cost 12 x n_layer x seq_len x d_model in training "
+        "(forward and backward), on top of about 6N: ratio = 1 + that / 6N."))

@@ -158,3 +158,48 @@ def test_start_here_exercise_answered(smoke_env):
     expected_pass = abs(4.0 - loss2) <= max(0.02, 0.3 * abs(loss1 - loss2))
     assert ("✅" in verdicts[0]) == expected_pass
     assert f"{loss2:.3f}" not in verdicts[0], "the checker must not reveal the measured loss"
+
+
+BUDGETS = NOTEBOOK_DIR / "01_compute_budgets.ipynb"
+BUDGET_ANSWERS = {  # each exercise of 01 answered correctly, by the arithmetic the notebook teaches
+    "flops_100h = None": "flops_100h = 989.4e12 * 0.4 * 3600 * 100",
+    "tokens_1b = None": "tokens_1b = flops_100h / cl.flops_per_token(cfg_1b)",
+    "most_flops_at_8192 = None": "most_flops_at_8192 = 'chinchilla'",
+    "ratio_at_8192 = None": ("ratio_at_8192 = 1 + 12 * cfg_small.n_layer * 8192 * cfg_small.d_model"
+                             " / (6 * cl.count_params(cfg_small).total)"),
+    "hours_7b = None": "hours_7b = 6 * N_7B * D_7B / (989.4e12 * 0.4 * 3600)",
+}
+
+
+def test_compute_budgets_exercises_answered(smoke_env):
+    """01 with every exercise answered: all five checkers pass, and the printed numbers are the real ones."""
+    nb = execute(BUDGETS, replace=BUDGET_ANSWERS, append="print('__result__', panel.readout['flops'], measured)")
+    assert_clean(nb)
+    verdicts = [h for h in html_outputs(nb) if "cot-lab-check" in h]
+    assert len(verdicts) == 5 and all("✅" in v for v in verdicts), verdicts
+    text = stream_text(nb)
+    assert "profile 'smoke'" in text
+    assert "one H100 hour: 1.42e+18 FLOPs = 1 h of H100-SXM at 40% MFU = $3.78 = 0.70 kWh" in text
+    panel_flops, measured = map(float, re.search(r"__result__ (\S+) (\S+)", text).groups())
+    assert panel_flops == pytest.approx(989.4e12 * 0.4 * 3600, rel=1e-12)
+    # The FLOP counter check: Chinchilla's count without the softmax equals what PyTorch counted.
+    assert re.search(r"chinchilla without the softmax [0-9,]+\s+= 1\.000000 x counted", text), text
+    six_n = float(re.search(r"6n\s+[0-9,]+\s+= ([0-9.]+) x counted", text).group(1))
+    assert six_n < 0.5, "at 1024 tokens of context 6N must miss most of a small model's work"
+    assert [out for _, out in outputs(nb) if "image/png" in out.get("data", {})], "the accounting figure is missing"
+    assert [out for _, out in outputs(nb)
+            if "application/vnd.jupyter.widget-view+json" in out.get("data", {})], "the budget panel was not shown"
+
+
+def test_compute_budgets_wrong_answers_are_flagged(smoke_env):
+    """Wrong answers fail with a direction and never the expected value; an unanswered one asks to be filled in."""
+    nb = execute(BUDGETS, replace={"flops_100h = None": "flops_100h = 1.0e20",
+                                   "most_flops_at_8192 = None": "most_flops_at_8192 = 'kaplan'",
+                                   "hours_7b = None": "hours_7b = 'a lot'"})
+    assert_clean(nb)
+    verdicts = [h for h in html_outputs(nb) if "cot-lab-check" in h]
+    assert len(verdicts) == 5 and not any("✅" in v for v in verdicts), verdicts
+    assert "too low" in verdicts[0] and "1.42e" not in verdicts[0]
+    assert "Fill in your token count" in verdicts[1]
+    assert "is not it" in verdicts[2] and "chinchilla" not in verdicts[2].split("Hint")[0]
+    assert "not a number" in verdicts[4]
