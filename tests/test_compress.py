@@ -168,6 +168,9 @@ def test_int8_through_torchao_stays_within_tolerance_and_shrinks_the_file(traine
     assert abs(loss(model, synthetic) - loss(trained, synthetic)) < INT8_TOLERANCE
     # block matrices at 1 byte + a scale per row; the tied fp32 embedding (32,768 weights) stays as it is
     assert C.disk_bytes(model) < 0.5 * C.disk_bytes(trained)
+    names = C.metrics.state_tensors(model)
+    assert sum(n.endswith(".weight.qdata") for n in names) == 14  # every block matrix stored, as its int8 data
+    assert len({C.disk_bytes(model) for _ in range(3)}) == 1
     assert C.history(model)[-1] == {"step": "quantize", "mode": "int8", "backend": "torchao"}
 
 

@@ -32,13 +32,15 @@ def state_tensors(model) -> dict[str, torch.Tensor]:
     (int8 data, scales), named `<weight>.<part>`, which is what their bytes really are.
     """
     out, seen = {}, set()
-    for name, t in model.state_dict(keep_vars=True).items():
-        t = t.detach()
-        key = (t.data_ptr(), t.shape, t.dtype) if type(t) is torch.Tensor else id(t)
+    for name, var in model.state_dict(keep_vars=True).items():
+        # keyed on the model's own parameter object (kept alive by the model), never on a temporary's id
+        t = var.detach()
+        plain = type(t) is torch.Tensor
+        key = (t.data_ptr(), t.shape, t.dtype) if plain else id(var)
         if key in seen:  # tied embeddings: one table, two names
             continue
         seen.add(key)
-        if type(t) is torch.Tensor:
+        if plain:
             out[name] = t.contiguous()
         else:
             inner, _ = t.__tensor_flatten__()
