@@ -66,7 +66,7 @@ def _sweep_runs(args):
     from .data import load_corpus
     from .profiles import profile
     from .runs import RunStore
-    from .sweep import isoflop_plan, run_sweep
+    from .sweep import default_workers, isoflop_plan, run_sweep
 
     prof = profile(args.profile)
     corpus = load_corpus(args.corpus)
@@ -75,7 +75,8 @@ def _sweep_runs(args):
                         seq_len=prof.seq_len, vocab_size=corpus.vocab_size)
     print(f"sweep  profile={prof.name}: {len(plan)} runs, {len(plan.budgets)} budgets, {plan.total_flops:.3g} FLOPs in all")
     store = RunStore(args.store) if args.store else RunStore()
-    result = run_sweep(plan, corpus, store, seed=args.seed, eval_sequences=prof.eval_sequences)
+    result = run_sweep(plan, corpus, store, seed=args.seed, eval_sequences=prof.eval_sequences,
+                       workers=args.workers or default_workers())
     return prof, corpus, store, result
 
 
@@ -158,6 +159,8 @@ def _add_sweep_args(parser) -> None:
     parser.add_argument("--corpus", default="synthetic", help="synthetic | python-docs | python-code | a path")
     parser.add_argument("--store", default=None, help="run store folder (default: under $COT_LAB_HOME)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs side by side (default: one per CPU core without a GPU, else 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:

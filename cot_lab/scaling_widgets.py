@@ -17,7 +17,7 @@ from .plots import figure_display_data
 from .runs import Run, RunStore
 from .scaling import ScalingLaw
 from .scaling_plots import size_at_budget
-from .sweep import SweepPlan, SweepResult, batch_size_for, run_sweep, size_ladder
+from .sweep import SweepPlan, SweepResult, batch_size_for, default_workers, run_sweep, size_ladder
 from .widgets import _human
 
 
@@ -114,16 +114,18 @@ class SweepButton(W.VBox):
     """A button that runs `plan` on `corpus` (resuming from the store) with one progress bar; `.result` holds the last SweepResult."""
 
     def __init__(self, plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, eval_sequences: int = 128,
-                 on_done=None):
+                 workers: int | None = None, on_done=None):
         if not isinstance(plan, SweepPlan):
             raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
         self.plan, self.corpus, self.on_done = plan, corpus, on_done
         self.store = RunStore() if store is None else store
         self.eval_sequences = eval_sequences
+        self.workers = default_workers() if workers is None else workers
         self.result: SweepResult | None = None
         self.button = W.Button(description=f"Run the sweep ({len(plan)} runs)", icon="play", button_style="primary",
                                layout=W.Layout(width="260px"))
-        self.status = W.HTML(f"{len(plan)} runs, {plan.total_flops:.3g} FLOPs in all; finished runs come from your store.")
+        self.status = W.HTML(f"{len(plan)} runs, {plan.total_flops:.3g} FLOPs in all, {self.workers} at a time; "
+                             "finished runs come from your store.")
         self.out = W.Output()
         self.button.on_click(lambda _: self._clicked())
         super().__init__([W.HBox([self.button, self.status]), self.out])
@@ -131,7 +133,8 @@ class SweepButton(W.VBox):
     def run(self) -> SweepResult:
         """Run (or resume) the sweep now; the same as pressing the button."""
         with self.out:
-            self.result = run_sweep(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences)
+            self.result = run_sweep(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences,
+                                    workers=self.workers)
         r = self.result
         trained = sum(not x.from_store for x in r.runs)
         state = "stopped early: press again to resume" if r.interrupted else "done"
