@@ -31,9 +31,9 @@ class Profile:
     corpus: str = "synthetic"
     # IsoFLOP sweep (notebook 02, `cot-lab sweep`): budgets in FLOPs, sizes per budget, and the guess of the
     # optimal tokens per parameter that centres the sizes; the held-out budget is holdout_factor x the largest.
-    sweep_budgets: tuple = (1e11, 3e11, 1e12, 3e12)
+    sweep_budgets: tuple = (3e10, 1e11, 3e11, 1e12)
     sweep_sizes: int = 5
-    sweep_tokens_per_param: float = 60.0
+    sweep_tokens_per_param: float = 20.0
     holdout_factor: float = 4.0
 
     def __post_init__(self):

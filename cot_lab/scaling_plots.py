@@ -107,10 +107,9 @@ def exponents(fit) -> Figure:
     for yi, row in zip(y, table.itertuples()):
         ours = row.source.startswith("this sweep")
         colour = "C2" if ours else "C7"
-        if np.isfinite(row.a_low):
-            ax.errorbar(row.a, yi, xerr=[[row.a - row.a_low], [row.a_high - row.a]], fmt="o", color=colour, capsize=4)
-        else:
-            ax.plot(row.a, yi, "o", color=colour)
+        if np.isfinite(row.a_low):  # drawn as a bar, not error bars: a rounded published value can sit outside it
+            ax.plot([row.a_low, row.a_high], [yi, yi], "-|", color=colour, linewidth=2, markersize=10)
+        ax.plot(row.a, yi, "o", color=colour)
     ax.axvspan(0.35, 0.65, color="C2", alpha=0.07)
     ax.set_yticks(y, table["source"], fontsize=8)
     ax.set_xlabel("a in N_opt ∝ C^a (bars: bootstrap / published intervals)")

@@ -19,4 +19,4 @@ def test_scaling_laws_exercises_answered(smoke_env):  # noqa: F811
     assert status == "ok" and float(measured) > 0 and float(predicted) > 0
     text = stream_text(nb)
     assert "profile 'smoke'" in text and "runs at budgets" in text
-    assert re.search(r"Approach 3: a = 0\.\d+, 90% interval", text)
+    assert re.search(r"Approach 3: L\(N, D\) = [0-9.]+ \+ .*\n\s+a = 0\.\d+, 90% interval", text)
