@@ -174,8 +174,8 @@ def isoflop_plan(budgets, sizes_per_budget: int = 5, *, tokens_per_param: float 
 def default_workers() -> int:
     """Runs side by side for a sweep here: one per CPU core on a CPU-only machine, 1 with a GPU.
 
-    Measured by benchmarks/sweep_parallel.py on a 2-core CPU: tiny models are overhead-bound, so two runs
-    of one thread each finished a 10-run sweep 4x sooner than one run at a time on both cores.
+    Measured by benchmarks/sweep_parallel.py on an idle 2-core CPU: tiny models are overhead-bound, so two
+    runs of one thread each finished a 10-run sweep 1.73x sooner than one run at a time on both cores.
     """
     import os
 
