@@ -11,6 +11,19 @@ from matplotlib.figure import Figure
 from .plots import FLOOR_COLOUR
 
 
+def _log_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, log_y: bool = False) -> None:
+    """Log x (and optionally y) axes with labels, a light grid and a small legend."""
+    ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
 def _budget_groups(runs) -> dict[float, list]:
     groups: dict[float, list] = {}
     for r in runs:
@@ -48,12 +61,8 @@ def isoflop_curves(runs, fit=None, *, floor: float | None = None, extra_runs=(),
             ax.plot(r.n_params, r.final_val_loss, "o", mfc="none", color=f"C{i % 10}", markersize=10)
     if floor is not None:
         ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2, label=f"entropy floor {floor:.3f}")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters N")
-    ax.set_ylabel("final validation loss (nats/token)")
-    ax.set_title(title or "IsoFLOP curves: at each budget, one size is best (stars: parabola minima)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _log_axes(ax, "parameters N", "final validation loss (nats/token)",
+              title or "IsoFLOP curves: one best size per budget (stars)")
     return fig
 
 
@@ -88,13 +97,8 @@ def frontier(fit, *, extend_to: float | None = None, reference_exponents=(("Chin
     n_mid = float(law.optimal(mid)[0])
     for i, (name, a) in enumerate(reference_exponents):
         ax.plot(grid, n_mid * (grid / mid) ** a, ":", color=f"C{4 + i}", label=f"slope of {name}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("training compute C (FLOPs)")
-    ax.set_ylabel("compute-optimal parameters N_opt")
-    ax.set_title("The compute-optimal frontier: N_opt ∝ C^a")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _log_axes(ax, "training compute C (FLOPs)", "compute-optimal parameters N_opt",
+              "The compute-optimal frontier: N_opt ∝ C^a", log_y=True)
     return fig
 
 
@@ -139,11 +143,7 @@ def size_at_budget(law, flops: float, sizes, tokens, *, chosen: float | None = N
         ax.plot([], [], "o", color="C3", label="trained (measured)")
     if floor is not None:
         ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2, label=f"entropy floor {floor:.3f}")
-    ax.set_xscale("log")
-    ax.set_xlabel("parameters N")
-    ax.set_ylabel("loss (nats/token)")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _log_axes(ax, "parameters N", "loss (nats/token)")
     return fig
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .accounting import count_params, flops_per_token
 from .callbacks import Callback, TrainState
@@ -221,7 +221,7 @@ class _SweepBar(Callback):
         if run.from_store:
             self.bar.total -= planned_flops
         else:
-            self.bar.update(max(0.0, planned_flops - self.run_flops))
+            self.bar.update(max(0.0, (run.flops if run.status != "ok" else planned_flops) - self.run_flops))
         loss = f"{run.final_val_loss:.3f}" if math.isfinite(run.final_val_loss) else run.status
         self.bar.set_description(f"sweep {self.done}/{self.n_runs}")
         self.bar.set_postfix({"last": f"{run.n_params / 1e3:.0f}K@{run.budget['value']:.0e}", "loss": loss})
@@ -238,7 +238,6 @@ class SweepResult:
     runs: list[Run]
     interrupted: bool = False
     wall_s: float = 0.0  # seconds the whole sweep took, store look-ups and evaluations included
-    meta: dict = field(default_factory=dict)
 
     @property
     def train_s(self) -> float:
