@@ -59,6 +59,9 @@ class SizeAtBudgetPanel(W.VBox):
         self.slider.observe(lambda _: self._refresh(), names="value")
         self.button.on_click(lambda _: self._train_clicked())
         super().__init__([self.slider, self.readout, self.button, self.message, self.plot])
+        for w, cls in ((self, "size-panel"), (self.slider, "size"), (self.readout, "prediction"),
+                       (self.button, "train"), (self.message, "message"), (self.plot, "output")):
+            w.add_class(f"cot-lab-{cls}")
         self._refresh()
 
     @property
@@ -129,6 +132,8 @@ class SweepButton(W.VBox):
         self.out = W.Output()
         self.button.on_click(lambda _: self._clicked())
         super().__init__([W.HBox([self.button, self.status]), self.out])
+        for w, cls in ((self, "sweep-panel"), (self.button, "sweep-run"), (self.status, "sweep-status")):
+            w.add_class(f"cot-lab-{cls}")
 
     def run(self) -> SweepResult:
         """Run (or resume) the sweep now; the same as pressing the button."""

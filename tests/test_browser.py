@@ -1,11 +1,14 @@
 """A student's view: a real `jupyter lab` (the `make lab` command line) driven by headless Chromium.
 
-Runs 00_start_here.ipynb from the menu, checks the widgets render (the prebuilt jupyterlab_widgets
-extension), moves the model-size slider and sees the read-out change, presses Train and sees a
-loss plot appear. The server runs on a temporary copy of notebooks/, so the repository's notebooks
-are never saved with outputs.
+Each notebook is run from the menu (Run > Run All Cells) with no tracebacks, and its panel is used
+as a student would: 00's size slider and Train button, 01's budget sliders and GPU picker, 02's
+size-at-budget panel and sweep button, 03's sparsity slider and method picker. The checks are on
+what the page shows (the prebuilt jupyterlab_widgets extension renders real widget views). The
+server runs on a temporary copy of notebooks/, so the repository's notebooks are never saved with outputs.
 """
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,7 +28,10 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
 TOKEN = "cot-lab-browser-test"
-PANEL = ".jp-OutputArea .cot-lab-panel"
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook in front
+PANEL = f"{NOTEBOOK} .jp-OutputArea .cot-lab-panel"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-extensions", "--no-first-run"]
 
 
 @pytest.fixture(scope="module")
@@ -94,71 +100,18 @@ def server(tmp_path_factory):
         log.close()
 
 
-def test_start_here_in_jupyterlab(chromium, server, tmp_path):
+@contextlib.contextmanager
+def lab_page(chromium, server, tmp_path):
+    """A fresh headless Chromium page; on failure a full-page screenshot is kept beside the test's tmp_path."""
     from playwright.sync_api import sync_playwright
 
-    repo_notebook = (ROOT / "notebooks" / "00_start_here.ipynb").read_bytes()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-            "--disable-extensions", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors: list[str] = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.errors = []
+        page.on("pageerror", lambda e: page.errors.append(str(e)))
         try:
-            # the default URL of `make lab` opens the first notebook
-            page.goto(f"{server['url']}/?token={TOKEN}", timeout=60_000)
-            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
-            n_code = sum(c.cell_type == "code" for c in nbformat.reads(repo_notebook.decode(), as_version=4).cells)
-            page.wait_for_function(
-                f"() => document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt').length === {n_code}",
-                timeout=60_000)
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
-
-            # Run > Run All Cells, as a student would
-            page.click('.lm-MenuBar-itemLabel:text-is("Run")')
-            page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
-            page.wait_for_function(
-                """() => { const p = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
-                           .map(e => e.textContent);
-                           return p.length > 0 && p.every(t => /\\[\\d+\\]/.test(t)); }""", timeout=240_000)
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
-
-            stderr = page.eval_on_selector_all('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
-                                               "els => els.map(e => e.textContent)")
-            assert not [t for t in stderr if "Traceback" in t or "Error" in t], stderr
-
-            # the panel is a real widget view, not its text repr
-            page.wait_for_selector(f"{PANEL} .widget-hslider.cot-lab-size", timeout=30_000)
-            assert page.locator(f"{PANEL} .lm-Widget.widget-slider").count() >= 2
-            assert "TrainPanel(" not in page.inner_text(".jp-Notebook")
-            # the notebook's own run (cell `panel.train()`) drew its curve into the panel
-            page.wait_for_selector(f"{PANEL} .cot-lab-output img", timeout=30_000)
-
-            # move the size slider with the keyboard: the parameter read-out changes, the old plot goes
-            params = page.locator(f"{PANEL} .cot-lab-params")
-            before = params.inner_text()
-            handle = page.locator(f"{PANEL} .cot-lab-size .noUi-handle")
-            handle.focus()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function(
-                "([sel, old]) => document.querySelector(sel).textContent !== old",
-                arg=[f"{PANEL} .cot-lab-params", before], timeout=30_000)
-            after = params.inner_text()
-            assert "parameters" in after and after != before
-            page.wait_for_function(f"() => !document.querySelector('{PANEL} .cot-lab-output img')", timeout=30_000)
-            assert "Not trained yet" in page.inner_text(f"{PANEL} .cot-lab-status")
-
-            # Train: a real run with a live loss curve
-            page.click(f"{PANEL} .cot-lab-train")
-            page.wait_for_selector(f"{PANEL} .cot-lab-output img", timeout=180_000)
-            page.wait_for_function(
-                f"() => /done: validation loss/.test(document.querySelector('{PANEL} .cot-lab-status').textContent)",
-                timeout=180_000)
-            status = page.inner_text(f"{PANEL} .cot-lab-status")
-            assert "❌" not in status and "above the entropy floor" in status
-            assert not errors, errors
-            page.locator(PANEL).screenshot(path=str(tmp_path / "panel.png"))  # kept by pytest, for a human to look at
+            yield page
         except Exception:
             shot = tmp_path / "jupyterlab.png"
             page.screenshot(path=str(shot), full_page=True)
@@ -166,4 +119,143 @@ def test_start_here_in_jupyterlab(chromium, server, tmp_path):
             raise
         finally:
             browser.close()
+
+
+def run_all(page, server, name: str | None, timeout_s: float = 240) -> None:
+    """Open notebook `name` (None: `make lab`'s default page), Run All Cells from the menu, wait for every cell.
+
+    Fails if any cell printed a traceback or an error to stderr.
+    """
+    path = "00_start_here.ipynb" if name is None else name
+    url = f"{server['url']}/?token={TOKEN}" if name is None else f"{server['url']}/lab/tree/notebooks/{name}?reset&token={TOKEN}"
+    page.goto(url, timeout=60_000)
+    page.wait_for_selector(f"{NOTEBOOK} .jp-Cell", timeout=60_000)
+    source = (ROOT / "notebooks" / path).read_text()
+    n_code = sum(c.cell_type == "code" for c in nbformat.reads(source, as_version=4).cells)
+    page.wait_for_function(
+        f"() => document.querySelectorAll('{NOTEBOOK} .jp-CodeCell .jp-InputPrompt').length === {n_code}",
+        timeout=60_000)
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
+    page.click('.lm-MenuBar-itemLabel:text-is("Run")')
+    page.click('.lm-Menu-itemLabel:text-is("Run All Cells")')
+    page.wait_for_function(
+        f"""() => {{ const p = [...document.querySelectorAll('{NOTEBOOK} .jp-CodeCell .jp-InputPrompt')]
+                   .map(e => e.textContent);
+                   return p.length > 0 && p.every(t => /\\[\\d+\\]/.test(t)); }}""", timeout=timeout_s * 1000)
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
+    stderr = page.eval_on_selector_all(f'{NOTEBOOK} .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]',
+                                       "els => els.map(e => e.textContent)")
+    assert not [t for t in stderr if "Traceback" in t or "Error" in t], stderr
+
+
+def shown_text(page, selector: str) -> str:
+    """The text of the first match, scrolled into view first: JupyterLab 4 does not render cells out of view."""
+    element = page.locator(selector).first
+    element.scroll_into_view_if_needed()
+    return element.text_content()
+
+
+def press_and_wait_for_change(page, key_target: str, key: str, watched: str, timeout_s: float = 30) -> tuple[str, str]:
+    """Focus `key_target`, press `key`, wait until the text of `watched` changes; returns (before, after)."""
+    before = shown_text(page, watched)
+    page.locator(key_target).first.focus()
+    page.keyboard.press(key)
+    page.wait_for_function("([sel, old]) => document.querySelector(sel).textContent !== old",
+                           arg=[watched, before], timeout=timeout_s * 1000)
+    return before, shown_text(page, watched)
+
+
+def test_start_here_in_jupyterlab(chromium, server, tmp_path):
+    repo_notebook = (ROOT / "notebooks" / "00_start_here.ipynb").read_bytes()
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, None)  # the default URL of `make lab` opens the first notebook
+
+        # the panel is a real widget view, not its text repr
+        page.wait_for_selector(f"{PANEL} .widget-hslider.cot-lab-size", timeout=30_000)
+        assert page.locator(f"{PANEL} .lm-Widget.widget-slider").count() >= 2
+        assert "TrainPanel(" not in page.inner_text(NOTEBOOK)
+        # the notebook's own run (cell `panel.train()`) drew its curve into the panel
+        page.wait_for_selector(f"{PANEL} .cot-lab-output img", timeout=30_000)
+
+        # move the size slider with the keyboard: the parameter read-out changes, the old plot goes
+        before, after = press_and_wait_for_change(page, f"{PANEL} .cot-lab-size .noUi-handle", "ArrowRight",
+                                                  f"{PANEL} .cot-lab-params")
+        assert "parameters" in after and after != before
+        page.wait_for_function(f"() => !document.querySelector('{PANEL} .cot-lab-output img')", timeout=30_000)
+        assert "Not trained yet" in page.inner_text(f"{PANEL} .cot-lab-status")
+
+        # Train: a real run with a live loss curve
+        page.click(f"{PANEL} .cot-lab-train")
+        page.wait_for_selector(f"{PANEL} .cot-lab-output img", timeout=180_000)
+        page.wait_for_function(
+            f"() => /done: validation loss/.test(document.querySelector('{PANEL} .cot-lab-status').textContent)",
+            timeout=180_000)
+        status = page.inner_text(f"{PANEL} .cot-lab-status")
+        assert "❌" not in status and "above the entropy floor" in status
+        assert not page.errors, page.errors
+        page.locator(PANEL).screenshot(path=str(tmp_path / "panel.png"))  # kept by pytest, for a human to look at
     assert (ROOT / "notebooks" / "00_start_here.ipynb").read_bytes() == repo_notebook
+
+
+def test_compute_budgets_panel(chromium, server, tmp_path):
+    budget = f"{NOTEBOOK} .cot-lab-budget-panel"
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, "01_compute_budgets.ipynb")
+        readout = shown_text(page, f"{budget} .cot-lab-budget")
+        assert "FLOPs" in readout and "kWh" in readout and "$" in readout
+        # more GPU-hours: more FLOPs, more dollars
+        before, after = press_and_wait_for_change(page, f"{budget} .cot-lab-hours .noUi-handle", "ArrowRight",
+                                                  f"{budget} .cot-lab-budget")
+        assert float(after.split(" FLOPs")[0]) > float(before.split(" FLOPs")[0])
+        # another GPU: another price line, and the Chinchilla/Epoch table is still there
+        price = shown_text(page, f"{budget} .cot-lab-price-note")
+        page.select_option(f"{budget} .cot-lab-gpu select", "A100-80GB")
+        page.wait_for_function("([sel, old]) => document.querySelector(sel).textContent !== old",
+                               arg=[f"{budget} .cot-lab-price-note", price], timeout=30_000)
+        assert "A100-80GB" in shown_text(page, f"{budget} .cot-lab-budget")
+        assert "N_opt" in shown_text(page, f"{budget} .cot-lab-laws")
+        assert not page.errors, page.errors
+
+
+def test_scaling_laws_panels(chromium, server, tmp_path):
+    size_panel, sweep_panel = f"{NOTEBOOK} .cot-lab-size-panel", f"{NOTEBOOK} .cot-lab-sweep-panel"
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, "02_scaling_laws.ipynb", timeout_s=480)
+        # the notebook's own `size_panel.train()` put a measurement beside the prediction
+        assert "measured" in shown_text(page, f"{size_panel} .cot-lab-prediction")
+        page.wait_for_selector(f"{size_panel} .cot-lab-output img", timeout=30_000)
+        # one size up: a new prediction, not yet measured; Train measures it
+        before, after = press_and_wait_for_change(page, f"{size_panel} .cot-lab-size .noUi-handle", "ArrowRight",
+                                                  f"{size_panel} .cot-lab-prediction")
+        assert "The law predicts" in after and "measured" not in after
+        page.click(f"{size_panel} .cot-lab-train")
+        page.wait_for_function(
+            f"() => /measured [0-9.]+ nats\\/token: prediction error [-+][0-9.]+%/"
+            f".test(document.querySelector('{size_panel} .cot-lab-prediction').textContent)", timeout=180_000)
+        # the sweep button: the notebook already ran this profile's sweep, so every run comes from the store
+        page.click(f"{sweep_panel} .cot-lab-sweep-run")
+        page.wait_for_function(
+            f"() => /done: (\\d+)\\/\\1 runs \\(0 trained now\\)/"
+            f".test(document.querySelector('{sweep_panel} .cot-lab-sweep-status').textContent)", timeout=120_000)
+        assert not page.errors, page.errors
+
+
+def test_pruning_panel(chromium, server, tmp_path):
+    panel = f"{NOTEBOOK} .cot-lab-prune-panel"
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, "03_pruning_and_quantization.ipynb", timeout_s=360)
+        table = f"{panel} .cot-lab-table"
+        assert "achieved sparsity 0.500" in shown_text(page, table)  # the notebook's panel.set(0.5, "wanda (per row)")
+        # a higher sparsity from the keyboard (step 0.05): pruned and measured again
+        _, after = press_and_wait_for_change(page, f"{panel} .cot-lab-sparsity .noUi-handle", "ArrowRight", table,
+                                             timeout_s=60)
+        achieved = float(re.search(r"achieved sparsity ([0-9.]+)", after).group(1))
+        assert abs(achieved - 0.55) < 0.02 and "❌" not in after  # whole weights per row: 0.55 rounds a little
+        # another method: whole attention heads, a smaller model
+        before = shown_text(page, table)
+        page.select_option(f"{panel} .cot-lab-method select", label="heads")
+        page.wait_for_function("([sel, old]) => document.querySelector(sel).textContent !== old",
+                               arg=[table, before], timeout=60_000)
+        after = shown_text(page, table)
+        assert "validation loss" in after and "❌" not in after
+        assert not page.errors, page.errors
