@@ -135,7 +135,7 @@ def _precompute(args) -> int:
     pred = holdout_prediction(fit.approach3, target, seq_len=prof.seq_len, vocab_size=corpus.vocab_size)
     print(f"held-out budget {target:.3g} FLOPs: the law picks {pred['n_params']:,} params, predicts "
           f"{pred['predicted_loss']:.4f} nats/token; training it...", flush=True)
-    run = train(pred["config"], corpus, flops=target, batch_size=pred["batch_size"], store=store,
+    run = train(pred["config"], corpus, flops=target, batch_size=pred["batch_size"], seed=args.seed, store=store,
                 eval_sequences=prof.eval_sequences, progress=True)
     error = run.final_val_loss / pred["predicted_loss"] - 1
     print(f"measured {run.final_val_loss:.4f} nats/token: prediction error {100 * error:+.2f}%")

@@ -76,6 +76,9 @@ def test_sweep_fit_and_precompute_commands(tmp_path):
     assert holdout["run"].budget["value"] == 4e10  # the smoke profile's holdout_factor x the largest budget
     assert holdout["relative_error"] == pytest.approx(holdout["run"].final_val_loss / holdout["prediction"]["predicted_loss"] - 1)
 
+    # the held-out run is trained with the sweep's seed (a second --seed on this tiny smoke sweep is too noisy to fit)
+    assert {r.hparams["seed"] for r in shipped["runs"]} == {holdout["run"].hparams["seed"]} == {0}
+
     fitted = _cli("fit", "--store", str(tmp_path / "store"), "--bootstrap", "10", home=tmp_path)
     assert fitted.returncode == 0, fitted.stderr
     assert "Approach 3 (n=" in fitted.stdout and "H22 Approach 2" in fitted.stdout
