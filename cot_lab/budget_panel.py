@@ -19,7 +19,7 @@ from .config import preset
 from .hardware import GPUS, autocast_dtype, gpu as lookup_gpu, measure_peak_flops, precision_name, resolve_device
 from .profiles import Profile, profile as get_profile
 from .scaling import CHINCHILLA, EPOCH_REPLICATION
-from .widgets import ASSUMED_EFFICIENCY, DEFAULT_VOCAB, _duration, _human, _red
+from .widgets import ASSUMED_EFFICIENCY, DEFAULT_VOCAB, _duration, _human, _red, css_classes
 
 # The two published laws the panel compares; both assume C = 6 N D and were fitted on MassiveText.
 LAWS = {"Chinchilla": CHINCHILLA, "Epoch": EPOCH_REPLICATION}
@@ -144,16 +144,14 @@ class BudgetPanel(W.VBox):
         self.size_slider.value = min(stops, key=lambda v: abs(math.log(v / n_params)))
         self.budget_label, self.price_label, self.model_label = W.HTML(), W.HTML(), W.HTML()
         self.local_label, self.laws_label, self.status = W.HTML(), W.HTML(), W.HTML()
-        for w, cls in ((self.gpu_dropdown, "gpu"), (self.hours_slider, "hours"), (self.mfu_slider, "mfu"),
-                       (self.price_text, "price"), (self.size_slider, "size"),
-                       (self.context_dropdown, "context"), (self.budget_label, "budget"),
-                       (self.price_label, "price-note"), (self.model_label, "model"), (self.local_label, "local"),
-                       (self.laws_label, "laws"), (self.status, "status")):
-            w.add_class(f"cot-lab-{cls}")
         super().__init__([self.gpu_dropdown, self.hours_slider, self.mfu_slider, self.price_text, self.budget_label,
                           self.price_label, self.size_slider, self.context_dropdown, self.model_label,
                           self.local_label, self.laws_label, self.status])
-        self.add_class("cot-lab-budget-panel")
+        css_classes((self, "budget-panel"), (self.gpu_dropdown, "gpu"), (self.hours_slider, "hours"),
+                    (self.mfu_slider, "mfu"), (self.price_text, "price"), (self.size_slider, "size"),
+                    (self.context_dropdown, "context"), (self.budget_label, "budget"),
+                    (self.price_label, "price-note"), (self.model_label, "model"), (self.local_label, "local"),
+                    (self.laws_label, "laws"), (self.status, "status"))
 
         self._set_catalog_price()
         self.gpu_dropdown.observe(self._on_gpu, names="value")

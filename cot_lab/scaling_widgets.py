@@ -18,7 +18,7 @@ from .runs import Run, RunStore
 from .scaling import ScalingLaw
 from .scaling_plots import size_at_budget
 from .sweep import SweepPlan, SweepResult, batch_size_for, default_workers, run_sweep, size_ladder
-from .widgets import _human
+from .widgets import _human, css_classes
 
 
 def _show_error(out: W.Output, error: BaseException) -> None:
@@ -59,9 +59,8 @@ class SizeAtBudgetPanel(W.VBox):
         self.slider.observe(lambda _: self._refresh(), names="value")
         self.button.on_click(lambda _: self._train_clicked())
         super().__init__([self.slider, self.readout, self.button, self.message, self.plot])
-        for w, cls in ((self, "size-panel"), (self.slider, "size"), (self.readout, "prediction"),
-                       (self.button, "train"), (self.message, "message"), (self.plot, "output")):
-            w.add_class(f"cot-lab-{cls}")
+        css_classes((self, "size-panel"), (self.slider, "size"), (self.readout, "prediction"), (self.button, "train"),
+                    (self.message, "message"), (self.plot, "output"))
         self._refresh()
 
     @property
@@ -132,8 +131,7 @@ class SweepButton(W.VBox):
         self.out = W.Output()
         self.button.on_click(lambda _: self._clicked())
         super().__init__([W.HBox([self.button, self.status]), self.out])
-        for w, cls in ((self, "sweep-panel"), (self.button, "sweep-run"), (self.status, "sweep-status")):
-            w.add_class(f"cot-lab-{cls}")
+        css_classes((self, "sweep-panel"), (self.button, "sweep-run"), (self.status, "sweep-status"))
 
     def run(self) -> SweepResult:
         """Run (or resume) the sweep now; the same as pressing the button."""

@@ -47,6 +47,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def css_classes(*named) -> None:
+    """Give each (widget, name) pair the CSS class `cot-lab-<name>`: what the browser tests select on."""
+    for widget, name in named:
+        widget.add_class(f"cot-lab-{name}")
+
+
 def _red(text: str) -> str:
     return f'<span style="color:#c0392b">{text}</span>'
 
@@ -101,14 +107,13 @@ class TrainPanel(W.VBox):
         self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="300px"))
         self.status = W.HTML()
         self.output = W.Output(layout=W.Layout(min_height="40px"))
-        for w, cls in ((self.size_slider, "size"), (self.budget_slider, "budget"), (self.params_label, "params"),
-                       (self.budget_label, "tokens"), (self.time_label, "time"), (self.train_button, "train"),
-                       (self.status, "status"), (self.output, "output"), (self.corpus_dropdown, "corpus")):
-            w.add_class(f"cot-lab-{cls}")
         super().__init__([self.corpus_dropdown, self.size_slider, self.budget_slider, self.params_label,
                           self.budget_label, self.time_label, W.HBox([self.train_button, self.progress]),
                           self.status, self.output])
-        self.add_class("cot-lab-panel")
+        css_classes((self, "panel"), (self.size_slider, "size"), (self.budget_slider, "budget"),
+                    (self.params_label, "params"), (self.budget_label, "tokens"), (self.time_label, "time"),
+                    (self.train_button, "train"), (self.status, "status"), (self.output, "output"),
+                    (self.corpus_dropdown, "corpus"))
 
         self._set_size_options(self.vocab_size, P.params)
         self._calibrate_from_store()

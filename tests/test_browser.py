@@ -126,11 +126,13 @@ def run_all(page, server, name: str | None, timeout_s: float = 240) -> None:
 
     Fails if any cell printed a traceback or an error to stderr.
     """
-    path = "00_start_here.ipynb" if name is None else name
-    url = f"{server['url']}/?token={TOKEN}" if name is None else f"{server['url']}/lab/tree/notebooks/{name}?reset&token={TOKEN}"
+    if name is None:
+        url, path = f"{server['url']}/?token={TOKEN}", lab.START_NOTEBOOK
+    else:
+        url, path = f"{server['url']}/lab/tree/notebooks/{name}?reset&token={TOKEN}", f"notebooks/{name}"
     page.goto(url, timeout=60_000)
     page.wait_for_selector(f"{NOTEBOOK} .jp-Cell", timeout=60_000)
-    source = (ROOT / "notebooks" / path).read_text()
+    source = (ROOT / path).read_text()
     n_code = sum(c.cell_type == "code" for c in nbformat.reads(source, as_version=4).cells)
     page.wait_for_function(
         f"() => document.querySelectorAll('{NOTEBOOK} .jp-CodeCell .jp-InputPrompt').length === {n_code}",
@@ -155,14 +157,21 @@ def shown_text(page, selector: str) -> str:
     return element.text_content()
 
 
-def press_and_wait_for_change(page, key_target: str, key: str, watched: str, timeout_s: float = 30) -> tuple[str, str]:
-    """Focus `key_target`, press `key`, wait until the text of `watched` changes; returns (before, after)."""
+def act_and_wait_for_change(page, action, watched: str, timeout_s: float = 30) -> tuple[str, str]:
+    """Call `action()`, then wait until the text of `watched` changes; returns (before, after)."""
     before = shown_text(page, watched)
-    page.locator(key_target).first.focus()
-    page.keyboard.press(key)
+    action()
     page.wait_for_function("([sel, old]) => document.querySelector(sel).textContent !== old",
                            arg=[watched, before], timeout=timeout_s * 1000)
     return before, shown_text(page, watched)
+
+
+def press_and_wait_for_change(page, key_target: str, key: str, watched: str, timeout_s: float = 30) -> tuple[str, str]:
+    """Focus `key_target`, press `key`, wait until the text of `watched` changes; returns (before, after)."""
+    def press():
+        page.locator(key_target).first.focus()
+        page.keyboard.press(key)
+    return act_and_wait_for_change(page, press, watched, timeout_s)
 
 
 def test_start_here_in_jupyterlab(chromium, server, tmp_path):
@@ -208,10 +217,8 @@ def test_compute_budgets_panel(chromium, server, tmp_path):
                                                   f"{budget} .cot-lab-budget")
         assert float(after.split(" FLOPs")[0]) > float(before.split(" FLOPs")[0])
         # another GPU: another price line, and the Chinchilla/Epoch table is still there
-        price = shown_text(page, f"{budget} .cot-lab-price-note")
-        page.select_option(f"{budget} .cot-lab-gpu select", "A100-80GB")
-        page.wait_for_function("([sel, old]) => document.querySelector(sel).textContent !== old",
-                               arg=[f"{budget} .cot-lab-price-note", price], timeout=30_000)
+        act_and_wait_for_change(page, lambda: page.select_option(f"{budget} .cot-lab-gpu select", "A100-80GB"),
+                                f"{budget} .cot-lab-price-note")
         assert "A100-80GB" in shown_text(page, f"{budget} .cot-lab-budget")
         assert "N_opt" in shown_text(page, f"{budget} .cot-lab-laws")
         assert not page.errors, page.errors
@@ -252,10 +259,7 @@ def test_pruning_panel(chromium, server, tmp_path):
         achieved = float(re.search(r"achieved sparsity ([0-9.]+)", after).group(1))
         assert abs(achieved - 0.55) < 0.02 and "❌" not in after  # whole weights per row: 0.55 rounds a little
         # another method: whole attention heads, a smaller model
-        before = shown_text(page, table)
-        page.select_option(f"{panel} .cot-lab-method select", label="heads")
-        page.wait_for_function("([sel, old]) => document.querySelector(sel).textContent !== old",
-                               arg=[table, before], timeout=60_000)
-        after = shown_text(page, table)
+        _, after = act_and_wait_for_change(page, lambda: page.select_option(f"{panel} .cot-lab-method select",
+                                                                            label="heads"), table, timeout_s=60)
         assert "validation loss" in after and "❌" not in after
         assert not page.errors, page.errors

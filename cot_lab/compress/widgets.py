@@ -14,6 +14,7 @@ import ipywidgets as W
 
 from ..data.base import Corpus
 from ..evaluate import DEFAULT_EVAL_SEQUENCES
+from ..widgets import css_classes
 from .metrics import Measurement, measure
 from .pruning import prune
 from .record import pruning_report
@@ -46,10 +47,8 @@ class PrunePanel(W.VBox):
         self.method = W.Dropdown(options=list(PANEL_METHODS), value=PANEL_METHODS[0][1], description="method",
                                  style=style)
         self.table = W.HTML()
-        for w, cls in ((self.sparsity, "sparsity"), (self.method, "method"), (self.table, "table")):
-            w.add_class(f"cot-lab-{cls}")
         super().__init__([W.HBox([self.sparsity, self.method]), self.table])
-        self.add_class("cot-lab-prune-panel")
+        css_classes((self, "prune-panel"), (self.sparsity, "sparsity"), (self.method, "method"), (self.table, "table"))
         self._setting = False
         self.sparsity.observe(self._on_change, names="value")
         self.method.observe(self._on_change, names="value")
