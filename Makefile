@@ -2,20 +2,32 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
 STAMP  := $(VENV)/.cot-lab-installed
 
-.PHONY: setup lab test test-fast benchmark clean
+# torch first, then the kit. Without CUDA: the CPU build torch==2.13.0 from PyTorch's own CPU index (on Linux,
+# PyPI's torch is a multi-GB CUDA build); where that index is unreachable, pip gives up on it within seconds
+# (--timeout 10 --retries 0) and the same version comes from the default index. With CUDA: the torch range the
+# pinned torchao (the compress extra in pyproject.toml, torchao 0.18) is tested with, never an unpinned torch.
+TORCH_CPU       := torch==2.13.0
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
+TORCH_GPU       := torch>=2.13,<2.14
 
-# torch first: without CUDA, the CPU build torch==2.13.0 (a looser requirement pulls a multi-GB CUDA build).
-$(STAMP): pyproject.toml
+.PHONY: setup lab test test-fast benchmark wheel clean
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+		|| { echo "cot-lab needs Python >= 3.10 ($(PYTHON) is missing or older): make PYTHON=python3.X"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
+	$(PIP) install -q --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-		$(BIN)/python -m pip install -q "torch>=2.4"; \
+		$(PIP) install -q "$(TORCH_GPU)"; \
 	else \
-		$(BIN)/python -m pip install -q "torch==2.13.0"; \
+		$(PIP) install -q --timeout 10 --retries 0 --index-url $(TORCH_CPU_INDEX) "$(TORCH_CPU)" \
+		|| { echo "PyTorch's CPU index is unreachable: $(TORCH_CPU) from the default index instead"; \
+		     $(PIP) install -q "$(TORCH_CPU)"; }; \
 	fi
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(PIP) install -q -e ".[test]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -32,5 +44,10 @@ test-fast: setup
 benchmark: setup
 	$(BIN)/python benchmarks/trainer_throughput.py
 
+# sdist and wheel into dist/, from this environment's setuptools (no download; tests/test_wheel.py does the same)
+wheel: setup
+	rm -rf dist
+	$(BIN)/python -m build --no-isolation --outdir dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

@@ -16,7 +16,7 @@ import time
 import torch
 
 import cot_lab as cl
-from cot_lab.sweep import isoflop_plan, run_sweep
+from cot_lab.scaling.sweep import isoflop_plan, run_sweep
 
 
 def main() -> None:

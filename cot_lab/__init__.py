@@ -4,32 +4,49 @@
     cfg = cl.ModelConfig(d_model=128, n_layer=4, n_head=4)
     run = cl.train(cfg, cl.load_corpus("synthetic"), flops=3e11)
 
-Importing defines names only: no seeds, no downloads, no device initialisation.
+Public re-exports only; the code lives in `core/` (what every notebook uses), `data/` (corpora),
+`ui/` (the notebook kit) and one package per course topic (`start`, `budgets`, `scaling`, `compress`).
+Importing defines names only: no seeds, no downloads, no device initialisation, and neither
+ipywidgets, matplotlib nor transformers is imported until something needs it.
 """
 __version__ = "0.1.0"
 
-from .accounting import ParamCount, active_params, count_params, flops_breakdown, flops_per_token, training_flops
-from .budget import Budget
-from .callbacks import Callback, ProgressBar, TrainState
-from .compress import compare, load_model, measure, prune, pruning_report, quantize, recover, save_model
-from .config import ModelConfig, build_model, preset
-from .data import Corpus, load_corpus
-from .evaluate import evaluate_loss
-from .fitting import SweepFit, fit_sweep
-from .hardware import GPUS, autocast_dtype, detect_device, device_name, gpu, measure_peak_flops, resolve_device
-from .paths import home
-from .profiles import Profile, profile
-from .runs import Run, RunStore
-from .sweep import isoflop_plan, run_sweep
-from .scaling import CHINCHILLA, EPOCH_REPLICATION, ScalingLaw, envelope_frontier, fit_isoflop_parabolas, fit_scaling_law
-from .train import default_lr, train
+from cot_lab.budgets.budget import Budget
+from cot_lab.budgets.gpus import GPUS, gpu
+from cot_lab.compress import compare, measure, prune, pruning_report, quantize, recover
+from cot_lab.core.accounting import (ParamCount, active_params, count_params, flops_breakdown, flops_per_token,
+                                     model_flops_per_token, training_flops)
+from cot_lab.core.callbacks import Callback, ProgressBar, TrainState
+from cot_lab.core.checkpoint import load_model, save_model
+from cot_lab.core.config import ModelConfig, build_model, config_of
+from cot_lab.core.device import autocast_dtype, detect_device, device_name, measure_peak_flops, resolve_device
+from cot_lab.core.evaluate import evaluate_loss
+from cot_lab.core.law import CHINCHILLA, EPOCH_REPLICATION, ScalingLaw
+from cot_lab.core.paths import home
+from cot_lab.core.profiles import Profile, profile
+from cot_lab.core.recipe import batch_size_for, default_lr
+from cot_lab.core.runs import Run, RunStore
+from cot_lab.core.shapes import preset, size_ladder
+from cot_lab.core.training import train
+from cot_lab.data import Corpus, load_corpus
+from cot_lab.lab import setup_notebook
+from cot_lab.scaling.fit import fit_scaling_law
+from cot_lab.scaling.isoflop import envelope_frontier, fit_isoflop_parabolas
+from cot_lab.scaling.sweep import isoflop_plan, run_sweep
+from cot_lab.scaling.sweep_fit import SweepFit, fit_sweep
 
 __all__ = [
-    "ParamCount", "active_params", "count_params", "flops_breakdown", "flops_per_token", "training_flops",
-    "Budget", "Callback", "ProgressBar", "TrainState", "ModelConfig", "build_model", "preset", "Corpus",
-    "load_corpus", "evaluate_loss", "GPUS", "autocast_dtype", "detect_device", "device_name", "gpu",
-    "measure_peak_flops", "resolve_device", "home", "Profile", "profile", "Run", "RunStore", "CHINCHILLA", "EPOCH_REPLICATION", "ScalingLaw", "envelope_frontier",
-    "fit_isoflop_parabolas", "fit_scaling_law", "default_lr", "train",
-    "SweepFit", "fit_sweep", "isoflop_plan", "run_sweep",
-    "compare", "load_model", "measure", "prune", "pruning_report", "quantize", "recover", "save_model",
+    # models and their accounting
+    "ModelConfig", "build_model", "config_of", "preset", "size_ladder", "ParamCount", "active_params", "count_params",
+    "flops_breakdown", "flops_per_token", "model_flops_per_token", "training_flops",
+    # devices and budgets
+    "autocast_dtype", "detect_device", "device_name", "measure_peak_flops", "resolve_device", "GPUS", "gpu", "Budget",
+    # data, training, runs, model files
+    "Corpus", "load_corpus", "train", "default_lr", "batch_size_for", "Callback", "ProgressBar", "TrainState",
+    "evaluate_loss", "Run", "RunStore", "load_model", "save_model", "home", "Profile", "profile", "setup_notebook",
+    # scaling laws and sweeps
+    "ScalingLaw", "CHINCHILLA", "EPOCH_REPLICATION", "fit_scaling_law", "fit_isoflop_parabolas", "envelope_frontier",
+    "isoflop_plan", "run_sweep", "SweepFit", "fit_sweep",
+    # compression
+    "prune", "pruning_report", "quantize", "measure", "compare", "recover",
 ]

@@ -10,10 +10,10 @@ def _doctor(args) -> int:
     import torch
     import transformers
 
-    from . import __version__
-    from .hardware import autocast_dtype, detect_device, device_name, measure_peak_flops, precision_name
-    from .paths import home
-    from .runs import RunStore
+    from cot_lab import __version__
+    from cot_lab.core.device import autocast_dtype, detect_device, device_name, measure_peak_flops, precision_name
+    from cot_lab.core.paths import home
+    from cot_lab.core.runs import RunStore
 
     device = detect_device()
     amp = autocast_dtype(device)
@@ -33,11 +33,11 @@ def _doctor(args) -> int:
 
 
 def _train(args) -> int:
-    from .accounting import count_params, flops_per_token
-    from .config import preset
-    from .data import load_corpus
-    from .runs import RunStore
-    from .train import train
+    from cot_lab.core.accounting import count_params, flops_per_token
+    from cot_lab.core.shapes import preset
+    from cot_lab.data import load_corpus
+    from cot_lab.core.runs import RunStore
+    from cot_lab.core.training import train
 
     corpus = load_corpus(args.corpus)
     cfg = preset(args.params, vocab_size=corpus.vocab_size, seq_len=args.seq_len)
@@ -63,10 +63,11 @@ def _print_frame(frame) -> None:
 
 def _sweep_runs(args):
     """Plan and run the sweep of `args` (profile, optional budgets/sizes); returns (profile, SweepResult)."""
-    from .data import load_corpus
-    from .profiles import profile
-    from .runs import RunStore
-    from .sweep import default_workers, isoflop_plan, run_sweep
+    from cot_lab.data import load_corpus
+    from cot_lab.core.profiles import profile
+    from cot_lab.core.runs import RunStore
+    from cot_lab.core.executor import default_workers
+    from cot_lab.scaling.sweep import isoflop_plan, run_sweep
 
     prof = profile(args.profile)
     corpus = load_corpus(args.corpus)
@@ -105,9 +106,9 @@ def _print_fit(fit) -> None:
 
 
 def _fit(args) -> int:
-    from .fitting import fit_sweep
-    from .precomputed import load_results
-    from .runs import RunStore
+    from cot_lab.scaling.sweep_fit import fit_sweep
+    from cot_lab.core.results import load_results
+    from cot_lab.core.runs import RunStore
 
     if args.precomputed:
         runs = load_results(args.precomputed)["runs"]
@@ -121,9 +122,9 @@ def _fit(args) -> int:
 def _precompute(args) -> int:
     from dataclasses import asdict
 
-    from .fitting import fit_sweep, holdout_prediction
-    from .precomputed import results_dir, save_results
-    from .train import train
+    from cot_lab.scaling.sweep_fit import fit_sweep, holdout_prediction
+    from cot_lab.core.results import results_dir, save_results
+    from cot_lab.core.training import train
 
     prof, corpus, store, result = _sweep_runs(args)
     if result.interrupted:
@@ -189,9 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     fi.add_argument("--corpus", default="synthetic", help="which corpus's runs to fit (stored runs only)")
     fi.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for intervals (default 200)")
     fi.set_defaults(func=_fit)
-    pc = sub.add_parser("precompute", help="sweep, fit, train the held-out budget, write data/precomputed/<profile>/")
+    pc = sub.add_parser("precompute", help="sweep, fit, train the held-out budget, write cot_lab/precomputed/<profile>/")
     _add_sweep_args(pc)
-    pc.add_argument("--out", default=None, help="output folder (default: data/precomputed/<profile>)")
+    pc.add_argument("--out", default=None, help="output folder (default: cot_lab/precomputed/<profile>, inside the package)")
     pc.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for intervals (default 200)")
     pc.set_defaults(func=_precompute)
     return parser

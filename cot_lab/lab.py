@@ -55,6 +55,26 @@ def lab_command(root_dir: str | os.PathLike, *, notebook: str | None = START_NOT
     return cmd
 
 
+def setup_notebook() -> None:
+    """What every notebook's setup cell needs: inline matplotlib figures, and on Colab its widget manager.
+
+    Colab renders ipywidgets 8 only through its custom widget manager; elsewhere JupyterLab's
+    prebuilt extension does it. Outside IPython this does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    if "google.colab" in sys.modules:
+        from google.colab import output
+
+        output.enable_custom_widget_manager()
+    shell.run_line_magic("matplotlib", "inline")
+
+
 def _default_root() -> Path | None:
     """The checkout this package was installed from (editable install), if it has notebooks/."""
     root = Path(__file__).resolve().parents[1]

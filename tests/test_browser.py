@@ -26,7 +26,7 @@ from cot_lab import lab
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 TOKEN = "cot-lab-browser-test"
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook in front
 PANEL = f"{NOTEBOOK} .jp-OutputArea .cot-lab-panel"
@@ -34,14 +34,33 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--
                  "--disable-extensions", "--no-first-run"]
 
 
+def find_chromium() -> tuple[Path | None, str]:
+    """The browser to drive: $COT_LAB_CHROMIUM when set, else the first of CHROMIUM_NAMES on PATH.
+
+    Returns (path, "") or (None, why it is missing and how to install it).
+    """
+    how = "on Debian/Ubuntu `apt-get install chromium` (as .ci/run does), or set COT_LAB_CHROMIUM=/path/to/chromium"
+    chosen = os.environ.get("COT_LAB_CHROMIUM")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if path.is_file() and os.access(path, os.X_OK):
+            return path, ""
+        return None, f"COT_LAB_CHROMIUM={chosen} is not an executable file: {how}"
+    for name in CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return Path(found), ""
+    return None, f"no Chromium: none of {', '.join(CHROMIUM_NAMES)} is on PATH: {how}"
+
+
 @pytest.fixture(scope="module")
 def chromium():
-    if not CHROMIUM.exists():
-        message = f"{CHROMIUM} is missing: install Debian's chromium (`apt-get install chromium`, as .ci/run does)"
-        if os.environ.get("CI") == "true":
+    path, message = find_chromium()
+    if path is None:
+        if os.environ.get("CI") == "true":  # CI installs it (.ci/run): missing there is a failure, not a skip
             pytest.fail(message)
         pytest.skip(message)
-    return CHROMIUM
+    return path
 
 
 def free_port() -> int:

@@ -5,9 +5,9 @@ import pytest
 from matplotlib.figure import Figure
 
 import cot_lab as cl
-from cot_lab import check
-from cot_lab.accounting_plots import accounting_figure, accounting_ratios
-from cot_lab.budget_panel import budget_panel, budget_readout, long_duration
+from cot_lab.ui import checks as check
+from cot_lab.budgets.plots import accounting_figure, accounting_ratios
+from cot_lab.budgets.panel import budget_panel, budget_readout, long_duration
 
 H100_HOUR_AT_40 = 989.4e12 * 0.4 * 3600  # FLOPs: dense BF16 peak (glennklockwood.com) x MFU x seconds
 PEAK = 1e11  # FLOP/s given to the panel so that tests never measure the machine
@@ -71,7 +71,8 @@ def test_what_the_laws_say_the_budget_buys():
     for law in (chinchilla, epoch):
         assert 6 * law["n_opt"] * law["d_opt"] == pytest.approx(C, rel=1e-9)
         assert law["tokens_per_param"] == pytest.approx(law["d_opt"] / law["n_opt"], rel=1e-12)
-    # REFERENCE.md Sec. 1 (derived): D/N ~40 (H22 fit) and ~23 (Epoch fit) at 1e20 FLOPs; C here is 1.42e20.
+    # Derived from the fits (not published): D/N ~40 with Hoffmann et al. 2022's App. D.2 law and ~23 with
+    # Epoch's refit (Besiroglu et al. 2024) at 1e20 FLOPs, via H22 eq. 4 with C = 6ND; C here is 1.42e20.
     at_1e20 = budget_readout("H100-SXM", hours=1e20 / H100_HOUR_AT_40, mfu=0.4)["laws"]
     assert at_1e20["Chinchilla"]["tokens_per_param"] == pytest.approx(40, rel=0.05)
     assert at_1e20["Epoch"]["tokens_per_param"] == pytest.approx(23, rel=0.05)

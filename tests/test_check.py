@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import cot_lab as cl
-from cot_lab import check
+from cot_lab.ui import checks as check
 
 CFG = cl.ModelConfig(d_model=64, n_layer=2, n_head=4, vocab_size=512, seq_len=64)
 

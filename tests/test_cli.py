@@ -68,7 +68,7 @@ def test_sweep_fit_and_precompute_commands(tmp_path):
     pre = _cli("precompute", *sweep_args, "--out", str(out), "--bootstrap", "10", home=tmp_path)
     assert pre.returncode == 0, pre.stderr
     assert "prediction error" in pre.stdout and f"wrote {out}" in pre.stdout
-    from cot_lab.precomputed import load_results
+    from cot_lab.core.results import load_results
 
     shipped = load_results("smoke", out)
     assert sorted(r.run_id for r in shipped["runs"]) == sorted(r.run_id for r in store.runs() if r.budget["value"] <= 1e10)

@@ -316,7 +316,7 @@ def test_quality_curves_panel_and_figures(trained, synthetic):
     from matplotlib.figure import Figure
 
     from cot_lab.compress import plots, study
-    from cot_lab.compress.widgets import prune_panel
+    from cot_lab.compress.panel import prune_panel
 
     curves = study.quality_curves(trained, synthetic, sparsities=(0.5, 0.75), n_sequences=8)
     heads = curves[curves["method"] == "heads"]

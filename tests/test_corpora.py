@@ -10,7 +10,7 @@ from cot_lab.data import hub
 from cot_lab.data import text as text_mod
 from cot_lab.data import tokenizer as tok_mod
 from cot_lab.data.tokenizer import EOT, train_bpe
-from cot_lab.paths import subdir
+from cot_lab.core.paths import subdir
 
 
 @pytest.fixture(scope="module", autouse=True)

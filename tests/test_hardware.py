@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from cot_lab import hardware
-from cot_lab.budget import Budget
-from cot_lab.hardware import GPUS, autocast_dtype, detect_device, gpu, measure_peak_flops, resolve_device
+from cot_lab.core import device as hardware
+from cot_lab.budgets.budget import Budget
+from cot_lab.budgets.gpus import GPUS, gpu
+from cot_lab.core.device import autocast_dtype, detect_device, measure_peak_flops, resolve_device
 
 
 @pytest.fixture(autouse=True)

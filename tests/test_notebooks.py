@@ -110,6 +110,29 @@ def test_notebook_is_stored_without_outputs(path):
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
 
 
+def setup_cell(path: Path) -> str:
+    return next(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+
+
+def test_every_notebook_has_the_same_setup_cell_of_at_most_five_lines():
+    cells = {path.name: setup_cell(path) for path in NOTEBOOKS}
+    first = cells[START.name]
+    assert len(first.splitlines()) <= 5, first
+    assert all(cell == first for cell in cells.values()), "setup cells differ: " + ", ".join(cells)
+    assert "COT_LAB_SOURCE" in first and "import cot_lab as cl" in first
+
+
+def test_setup_cell_stops_with_what_to_set_when_the_kit_is_missing(tmp_path):
+    """In a Python without cot_lab and without COT_LAB_SOURCE, the cell stops and names the variable to set."""
+    source = setup_cell(START).replace("get_ipython()", "_ip")  # plain Python: no IPython shell
+    env = {k: v for k, v in os.environ.items() if k not in ("COT_LAB_SOURCE", "PYTHONPATH")}
+    # -I: isolated, so neither the checkout nor the editable install is importable
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", source], capture_output=True, text=True, cwd=tmp_path,
+                         env=env, timeout=60)
+    assert out.returncode != 0 and "ImportError" in out.stderr and "COT_LAB_SOURCE" in out.stderr, out.stderr
+    assert "make lab" in out.stderr
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_smoke_profile(path, smoke_env):
     nb = execute(path)

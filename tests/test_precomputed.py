@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import cot_lab as cl
-from cot_lab import precomputed as pc
-from cot_lab.fitting import fit_sweep
-from cot_lab.runs import Run
+from cot_lab.core import results as pc
+from cot_lab.scaling.sweep_fit import fit_sweep
+from cot_lab.core.runs import Run
 
 
 def make_run(i: int, steps: int = 500) -> Run:

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import cot_lab as cl
-from cot_lab import sweep as sw
-from cot_lab.fitting import fit_sweep, holdout_prediction
-from cot_lab.runs import Run
-from cot_lab.scaling import ScalingLaw
+from cot_lab.scaling import sweep as sw
+from cot_lab.scaling.sweep_fit import fit_sweep, holdout_prediction
+from cot_lab.core.runs import Run
+from cot_lab.core.law import ScalingLaw
 
 
 def test_size_ladder_grows_about_2x_without_shrinking():

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import cot_lab as cl
-import cot_lab.train as train_module  # noqa: F401  (the module, for monkeypatching its step)
+import cot_lab.core.training as train_module  # noqa: F401  (the module, for monkeypatching its step)
 
 TINY = dict(d_model=32, n_layer=2, n_head=2, seq_len=32)
 # Golden value: validation loss (nats/token) of the seeded tiny run below on the synthetic corpus,
@@ -17,7 +17,7 @@ GOLDEN_TOLERANCE = 0.01  # different CPUs' fp32 kernels sum in different orders
 def _train_module():
     import importlib
 
-    return importlib.import_module("cot_lab.train")
+    return importlib.import_module("cot_lab.core.training")
 
 
 def tiny_cfg(corpus, **changes):

@@ -5,9 +5,12 @@ import pytest
 from matplotlib.figure import Figure
 
 import cot_lab as cl
-from cot_lab import plots, profiles, widgets
-from cot_lab.callbacks import TrainState
-from cot_lab.live import LiveLossPlot
+from cot_lab.ui import figures as plots
+from cot_lab.core import profiles
+from cot_lab.start import panel as widgets
+from cot_lab.core.callbacks import TrainState
+from cot_lab.ui.format import duration
+from cot_lab.ui.live import LiveLossPlot
 
 SMOKE = profiles.profile("smoke")
 PEAK = 1e11  # FLOP/s given to the panel so that read-out tests do not measure the machine
@@ -69,7 +72,7 @@ def test_budget_readout_and_time_estimate(panel):
     seconds = 1e10 / (PEAK * panel.efficiency)
     assert panel.efficiency_source == "assumed"
     assert "estimate" in panel.time_label.value and f"{PEAK / 1e9:,.0f} GFLOP/s" in panel.time_label.value
-    assert widgets._duration(seconds) in panel.time_label.value
+    assert duration(seconds) in panel.time_label.value
 
 
 def test_budget_too_small_is_flagged_before_training(synthetic, store):
@@ -253,3 +256,135 @@ def test_profile_default_run_is_a_real_run(name):
     order = list(profiles.PROFILES)
     if order.index(name) > 0:
         assert P.flops > profiles.PROFILES[order[order.index(name) - 1]].flops
+
+
+# ------------------------------------------------------------------ store lookups on a slider move
+
+from cot_lab.core.device import device_name  # noqa: E402
+from cot_lab.data import DEFAULT_VOCAB  # noqa: E402
+from cot_lab.core.runs import Run, now_iso  # noqa: E402
+from cot_lab.core.training import plan_run  # noqa: E402
+
+
+@pytest.fixture()
+def decoded(monkeypatch):
+    """The run_ids of the store records decoded into Runs while the test runs."""
+    seen = []
+    original = Run.from_record
+
+    def counting(cls, record):
+        seen.append(record["run_id"])
+        return original(record)
+
+    monkeypatch.setattr(Run, "from_record", classmethod(counting))
+    return seen
+
+
+def finished(run_id, cfg, corpus, *, flops, seed=0, status="ok", corpus_name=None, fingerprint=None, wall_s=2.0,
+             device="cpu", dev_name=None, points=300):
+    """A finished-looking run (no model) with the settings `train` would store for this panel's arguments."""
+    plan = plan_run(cfg, corpus, flops=flops, seed=seed, batch_size=SMOKE.batch_size,
+                    eval_sequences=SMOKE.eval_sequences, device="cpu")
+    return Run(run_id=run_id or plan.key, config=cfg, corpus=corpus_name or corpus.name,
+               corpus_fingerprint=fingerprint or corpus.fingerprint, budget=plan.budget, hparams=dict(plan.hparams),
+               status=status, steps=points, tokens=points * plan.tokens_per_step, flops=flops, wall_s=wall_s,
+               train_s=wall_s, train_curve=[[i, i * plan.tokens_per_step, 6.0 - i / points] for i in range(1, points + 1)],
+               val_curve=[[points, points * plan.tokens_per_step, 5.1]], final_val_loss=5.1, device=device,
+               device_name=dev_name or device_name("cpu"), precision=plan.precision, created_at=now_iso())
+
+
+def test_a_slider_move_decodes_only_the_stored_run_it_shows(panel, store, synthetic, decoded):
+    sizes = [v for _, v in panel.size_slider.options]
+    flops = panel.flops
+    # near misses of the settings the slider will reach, and runs of every other size
+    for i, size in enumerate(sizes[1:-1]):
+        store.save(finished(None, panel._configs[size], synthetic, flops=flops))
+        store.save(finished(f"seed-{i}", panel._configs[size], synthetic, flops=flops, seed=1))
+    last = panel._configs[sizes[-1]]
+    store.save(finished(None, last, synthetic, flops=flops, seed=1))
+    store.save(finished(None, last, synthetic, flops=2 * flops))
+    store.save(finished("other-corpus", last, synthetic, flops=flops, corpus_name="python-docs", fingerprint="fp-x"))
+    stored = finished(None, last, synthetic, flops=flops)
+    store.save(stored)
+    assert len(store) >= 20
+    decoded.clear()
+
+    panel.size_slider.value = sizes[0]  # nothing stored there
+    assert decoded == [] and "Not trained yet" in panel.status.value and not pngs(panel.output)
+    panel.size_slider.value = sizes[-1]  # stored: the one record it shows is the one decoded
+    assert panel.last_error is None, panel.last_error
+    assert decoded == [stored.run_id]
+    assert "📦" in panel.status.value and pngs(panel.output) and panel.progress.value == 1.0
+    decoded.clear()
+    panel.budget_slider.value = 10 ** (math.log10(flops) + 0.3)  # 2x the budget: stored as well
+    assert panel.flops == 2 * flops and len(decoded) == 1 and "📦" in panel.status.value
+    decoded.clear()
+    panel.budget_slider.value = 10 ** (math.log10(flops) + 0.6)
+    assert decoded == [] and "Not trained yet" in panel.status.value
+
+    # an interrupted run with the same key is not a stored result, and is not decoded to find that out
+    panel.budget_slider.value = 10 ** math.log10(flops)
+    store.save(finished(None, last, synthetic, flops=flops, status="interrupted"))
+    decoded.clear()
+    panel.size_slider.value = sizes[0]
+    panel.size_slider.value = sizes[-1]
+    assert decoded == [] and "Not trained yet" in panel.status.value
+
+
+def test_a_corpus_not_loaded_yet_finds_its_runs_by_name(panel, store, synthetic, decoded):
+    panel.corpus_dropdown.value = "python-docs"  # the dropdown names it; nothing loads it before Train
+    assert "python-docs" not in panel._corpora and panel.last_error is None, panel.last_error
+    cfg, flops = panel.config, panel.flops
+    assert cfg.vocab_size == DEFAULT_VOCAB == synthetic.vocab_size  # so synthetic can stand in to plan them
+    docs = dict(corpus_name="python-docs", fingerprint="fp-docs")  # whatever its fingerprint will be
+    store.save(finished("code-run", cfg, synthetic, flops=flops, corpus_name="python-code", fingerprint="fp-code"))
+    store.save(finished("docs-seed-1", cfg, synthetic, flops=flops, seed=1, **docs))
+    store.save(finished("synthetic-run", cfg, synthetic, flops=flops))
+    decoded.clear()
+    panel.budget_slider.value = 10 ** (math.log10(flops) + 0.3)
+    panel.budget_slider.value = 10 ** math.log10(flops)
+    assert decoded == [] and "Not trained yet" in panel.status.value
+    older = finished("docs-older", cfg, synthetic, flops=flops, corpus_name="python-docs", fingerprint="fp-docs-0")
+    newer = finished("docs-newer", cfg, synthetic, flops=flops, **docs)
+    store.save(older)
+    store.save(newer)
+    panel.size_slider.value = panel.size_slider.options[0][1]
+    panel.size_slider.value = cl.count_params(cfg).total
+    assert panel.last_error is None, panel.last_error
+    assert decoded == ["docs-newer"] and "📦" in panel.status.value and pngs(panel.output)
+
+
+def test_a_new_panel_calibrates_from_the_newest_run_on_this_device(synthetic, store, decoded):
+    cfg = cl.preset(SMOKE.params, vocab_size=synthetic.vocab_size, seq_len=SMOKE.seq_len)
+    for i in range(10):
+        store.save(finished(f"old-{i}", cfg, synthetic, flops=1e9 * (i + 1), wall_s=1.0 + i))
+    store.save(finished("mine", cfg, synthetic, flops=3e9, wall_s=4.0))
+    store.save(finished("untimed", cfg, synthetic, flops=5e9, wall_s=0.0))
+    store.save(finished("other-cpu", cfg, synthetic, flops=6e9, wall_s=1.0, dev_name="some other CPU"))
+    store.save(finished("gpu", cfg, synthetic, flops=7e9, wall_s=1.0, device="cuda", dev_name="H100"))
+    decoded.clear()
+    p = widgets.train_panel(synthetic, store=store, profile=SMOKE, peak_flops=PEAK, device="cpu")
+    assert decoded == ["mine"]  # opening the panel decodes the one run it calibrates from (none is stored here)
+    assert p.efficiency_source == "measured" and p.efficiency == pytest.approx(3e9 / 4.0 / PEAK)
+
+
+def test_moving_back_to_a_stored_run_reuses_its_drawn_curve(panel, store, synthetic, monkeypatch):
+    sizes = [v for _, v in panel.size_slider.options]
+    stored = finished(None, panel._configs[sizes[-1]], synthetic, flops=panel.flops)
+    store.save(stored)
+    drawn = []
+    real_on_end = widgets.LiveLossPlot.on_end
+    monkeypatch.setattr(widgets.LiveLossPlot, "on_end", lambda self, run: (drawn.append(run.run_id),
+                                                                            real_on_end(self, run))[1])
+    panel.size_slider.value = sizes[-1]
+    first = pngs(panel.output)
+    assert drawn == [stored.run_id] and first and "📦" in panel.status.value
+    panel.size_slider.value = sizes[0]
+    assert not pngs(panel.output) and "Not trained yet" in panel.status.value
+    panel.size_slider.value = sizes[-1]
+    assert drawn == [stored.run_id] and pngs(panel.output) == first and "📦" in panel.status.value
+    # the same key trained again (a new record) is drawn again, not shown from the old picture
+    store.save(finished(None, panel._configs[sizes[-1]], synthetic, flops=panel.flops, points=50))
+    panel.size_slider.value = sizes[0]
+    panel.size_slider.value = sizes[-1]
+    assert drawn == [stored.run_id] * 2 and pngs(panel.output) and pngs(panel.output) != first

@@ -9,15 +9,15 @@
 Modules: pruning (unstructured) and structured (heads, neurons), quantization, metrics, recovery, io
 (save/reload), record (the history kept on the config), plots, widgets.
 """
-from .io import load_model, save_model
-from .outliers import add_outlier_features
-from .metrics import (Measurement, compare, disk_bytes, generate, generate_latency, measure, score_latency,
-                      sparse_bytes)
-from .pruning import METHODS, prune, sparsity_table
-from .quantization import Int8WeightOnlyLinear, is_quantized, quantize
-from .record import history, pruning_report
-from .recovery import model_flops_per_token, recover
+from cot_lab.core.checkpoint import load_model, save_model
+from cot_lab.compress.outliers import add_outlier_features
+from cot_lab.compress.metrics import Measurement, compare, disk_bytes, generate, generate_latency, measure, score_latency, sparse_bytes
+from cot_lab.compress.pruning import METHODS, prune, sparsity_table
+from cot_lab.compress.quantization import Int8WeightOnlyLinear, is_quantized, quantize
+from cot_lab.compress.record import history, pruning_report
+from cot_lab.compress.recovery import KeepZeros, recover
+from cot_lab.core.accounting import model_flops_per_token
 
 __all__ = ["add_outlier_features", "load_model", "save_model", "Measurement", "compare", "disk_bytes", "generate", "generate_latency",
            "measure", "score_latency", "sparse_bytes", "METHODS", "prune", "sparsity_table", "Int8WeightOnlyLinear",
-           "is_quantized", "quantize", "history", "pruning_report", "model_flops_per_token", "recover"]
+           "is_quantized", "quantize", "history", "pruning_report", "model_flops_per_token", "KeepZeros", "recover"]

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..data.base import Corpus
-from ..evaluate import DEFAULT_EVAL_SEQUENCES, evaluate_loss
+from cot_lab.core import validate
+from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, evaluate_loss
+from cot_lab.data.base import Corpus
 
 CSR_ROW_POINTER_BYTES = 4  # int32 row offsets
 
@@ -86,7 +87,7 @@ def sparse_bytes(model) -> dict[str, int]:
 
 def n_params(model) -> int:
     """Logical parameters (weights the model uses, zeros included, tied ones once; int8 buffers count too)."""
-    from .quantization import Int8WeightOnlyLinear
+    from cot_lab.compress.quantization import Int8WeightOnlyLinear
 
     extra = sum(m.qweight.numel() for m in model.modules() if isinstance(m, Int8WeightOnlyLinear))
     return sum(p.numel() for p in model.parameters()) + extra
@@ -94,9 +95,8 @@ def n_params(model) -> int:
 
 def _timed(fn, repeats: int, warmup: int, device: torch.device) -> float:
     """Median wall seconds of `fn()` over `repeats` calls after `warmup` calls."""
-    for name, v, low in (("repeats", repeats, 1), ("warmup", warmup, 0)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            raise ValueError(f"{name}={v!r} must be an integer >= {low}")
+    repeats = validate.integer("repeats", repeats, hint="timed calls, e.g. 5")
+    warmup = validate.integer("warmup", warmup, low=0, hint="untimed calls first, e.g. 2")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
         fn()
@@ -134,9 +134,9 @@ def score_latency(model, *, batch_size: int = 8, seq_len: int | None = None, rep
 def generate_latency(model, *, n_tokens: int = 32, prompt_len: int = 16, batch_size: int = 1, repeats: int = 5,
                      warmup: int = 1) -> float:
     """Median seconds to generate `n_tokens` tokens greedily after a `prompt_len`-token prompt, KV cache on."""
-    for name, v in (("n_tokens", n_tokens), ("prompt_len", prompt_len), ("batch_size", batch_size)):
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ValueError(f"{name}={v!r} must be a positive integer")
+    n_tokens = validate.integer("n_tokens", n_tokens, hint="tokens to generate, e.g. 32")
+    prompt_len = validate.integer("prompt_len", prompt_len, hint="prompt tokens, e.g. 16")
+    batch_size = validate.integer("batch_size", batch_size, hint="prompts at once, e.g. 1")
     ids = _tokens(model, batch_size, prompt_len)
     model.eval()
 

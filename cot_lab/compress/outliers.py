@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from .targets import check_model
+from cot_lab.compress.targets import check_model
+from cot_lab.core import validate
 
 
 @torch.no_grad()
@@ -20,10 +21,8 @@ def add_outlier_features(model, n_features: int = 4, scale: float = 10.0):
     (dividing the weights that read them by `scale`), in place; the model computes the same function. Returns it."""
     check_model(model)
     width = model.config.hidden_size
-    if isinstance(n_features, bool) or not isinstance(n_features, int) or not 0 < n_features <= width:
-        raise ValueError(f"n_features={n_features!r} must be an integer in 1..hidden_size={width}")
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-        raise ValueError(f"scale={scale!r} must be a positive number, e.g. 10")
+    n_features = validate.integer("n_features", n_features, high=width, hint=f"at most hidden_size={width}")
+    scale = validate.number("scale", scale, hint="e.g. 10")
     for layer in model.model.layers:
         for norm, readers in ((layer.input_layernorm, (layer.self_attn.q_proj, layer.self_attn.k_proj,
                                                        layer.self_attn.v_proj)),

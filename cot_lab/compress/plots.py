@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from ..plots import FLOOR_COLOUR
+from cot_lab.ui.figures import FLOOR_COLOUR
 
 
 def quality_vs_sparsity(curves, *, floor: float | None = None, figsize=(6.4, 3.8)) -> Figure:

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import torch
 
-from ..data.base import Corpus
-from .record import add_record
-from .structured import prune_heads, prune_mlp
-from .targets import (DEFAULT_CALIBRATION_SEQUENCES, block_linears, calibration_rows, check_fraction, check_model,
-                      input_sq_norms)
+from cot_lab.data.base import Corpus
+from cot_lab.compress.record import add_record
+from cot_lab.compress.structured import prune_heads, prune_mlp
+from cot_lab.compress.targets import DEFAULT_CALIBRATION_SEQUENCES, block_linears, calibration_rows, check_fraction, check_model, input_sq_norms
 
 METHODS = ("magnitude", "wanda", "heads", "mlp")
 SCOPES = ("layer", "global", "row")

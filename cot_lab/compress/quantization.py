@@ -4,9 +4,10 @@
 scale per output row, activations quantized per token on the fly, int8 x int8 matmuls), applied to
 the block matrices (and an untied output head); the embedding stays in its dtype, because it is a
 lookup and, tied, it is also the output head. Not the deprecated `torch.ao.quantization.quantize_dynamic`
-(REFERENCE.md Sec. 6). Where torchao is missing or its int8 kernels fail on this device, int8 falls
-back to `Int8WeightOnlyLinear` (int8 storage, dequantized for an ordinary matmul: smaller, not faster)
-and says why. "bf16" / "fp16" cast every weight.
+(deprecated by pytorch/pytorch PR #153892: "will be removed in 2.10 ... migrate to torchao quantize_").
+Where torchao is missing or its int8 kernels fail on this device, int8 falls back to `Int8WeightOnlyLinear`
+(int8 storage, dequantized for an ordinary matmul: smaller, not faster) and says why. "bf16" / "fp16"
+cast every weight.
 """
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .record import add_record
-from .targets import block_linears, check_model
+from cot_lab.compress.record import add_record
+from cot_lab.core.checkpoint import is_quantized
+from cot_lab.compress.targets import block_linears, check_model
 
 MODES = ("int8", "bf16", "fp16")
 BACKENDS = ("auto", "torchao", "weight-only")
@@ -52,7 +54,7 @@ def _int8_targets(model) -> list[nn.Linear]:
 
 def _torchao_int8(model, targets: list[nn.Linear]) -> None:
     """Quantize `targets` in place with torchao; raises ImportError / RuntimeError where it cannot run here."""
-    from ..quiet import quiet_imports
+    from cot_lab.core.quiet import quiet_imports
 
     with quiet_imports():  # torchao logs about its CUDA-only kernels on import
         from torchao.quantization import Int8DynamicActivationInt8WeightConfig, quantize_
@@ -111,9 +113,3 @@ def quantize(model, mode: str = "int8", *, backend: str = "auto"):
         _weight_only_int8(model, targets)
     add_record(model, {"step": "quantize", "mode": "int8", "backend": used})
     return model
-
-
-def is_quantized(model) -> bool:
-    """True when `model` holds int8 weights (torchao tensor subclasses or `Int8WeightOnlyLinear`)."""
-    return any(isinstance(m, Int8WeightOnlyLinear) for m in model.modules()) or \
-        any(type(p) not in (torch.Tensor, nn.Parameter) for p in model.parameters())

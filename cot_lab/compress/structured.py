@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .targets import input_sq_norms
+from cot_lab.compress.targets import input_sq_norms
 
 
 def _shrunk(linear: nn.Linear, rows: torch.Tensor | None = None, cols: torch.Tensor | None = None) -> nn.Linear:

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import copy
 
-import torch
-
-from ..config import preset
-from ..data.base import Corpus
-from ..evaluate import DEFAULT_EVAL_SEQUENCES, evaluate_loss
-from ..profiles import Profile
-from ..runs import Run, RunStore
-from ..train import default_lr, train
-from .metrics import disk_bytes, n_params, sparse_bytes
-from .pruning import prune
-from .record import pruning_report
-from .recovery import recover
+from cot_lab.core.shapes import preset
+from cot_lab.data.base import Corpus
+from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, evaluate_loss
+from cot_lab.core.profiles import Profile
+from cot_lab.core.runs import Run, RunStore
+from cot_lab.core.config import config_of
+from cot_lab.core.training import train
+from cot_lab.compress.metrics import disk_bytes, n_params, sparse_bytes
+from cot_lab.compress.pruning import prune
+from cot_lab.compress.record import pruning_report
+from cot_lab.compress.recovery import recover
 
 # (label, method, scope) for the quality curves: both comparison groups matter on small models
 CURVE_METHODS = (("magnitude (per matrix)", "magnitude", "layer"), ("magnitude (global)", "magnitude", "global"),
@@ -62,14 +61,16 @@ def quality_curves(model, corpus: Corpus, sparsities=(0.25, 0.5, 0.75), *, metho
 
 
 def prune_or_train_small(run: Run, corpus: Corpus, *, sparsity: float = 0.5, recover_share: float = 0.25,
-                         batch_size: int = 16, eval_sequences: int = DEFAULT_EVAL_SEQUENCES, seed: int = 0) -> dict:
+                         batch_size: int = 16, eval_sequences: int = DEFAULT_EVAL_SEQUENCES, seed: int = 0,
+                         store: RunStore | None = None) -> dict:
     """At equal total FLOPs: `run`'s model with `sparsity` of its heads and MLP neurons removed, then recovered on
     recover_share x its training FLOPs, against a model of exactly the pruned shape trained from scratch on
     (1 + recover_share) x those FLOPs. Returns losses (nats/token), sizes (parameters) and the FLOPs.
 
-    The small model has the pruned model's own config (fewer heads of the same width, a narrower MLP: a shape
-    `cl.ModelConfig` cannot express), freshly initialised; `recover` on it is a from-scratch training with the
-    trainer's recipe at `cl.default_lr` (there are no zeros to keep).
+    Both arms run through the same trainer (`cl.train`; recovery is `cl.train` from the pruned weights), with
+    the same batch size, recipe and FLOP count (Chinchilla App. F of each model's own shape), so the
+    comparison is of the two ways to spend the compute, not of two recipes. The small model has the pruned
+    model's shape (fewer heads of the same width, a narrower MLP), freshly initialised with `seed`.
     """
     big = copy.deepcopy(run.load_model())
     prune(big, sparsity, "heads", corpus=corpus)
@@ -77,14 +78,11 @@ def prune_or_train_small(run: Run, corpus: Corpus, *, sparsity: float = 0.5, rec
     pruned_loss = evaluate_loss(big, corpus, n_sequences=eval_sequences)
     recover_flops = recover_share * run.flops
     total = run.flops + recover_flops
-    with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
-        torch.manual_seed(seed)
-        small = type(big)(copy.deepcopy(big.config))
-    small.config.cot_lab_compression = []
-    recover(big, corpus, flops=recover_flops, batch_size=batch_size, eval_sequences=eval_sequences)
-    recover(small, corpus, flops=total, lr=default_lr(run.config), batch_size=batch_size,
-            eval_sequences=eval_sequences, seed=seed)
+    recover(big, corpus, flops=recover_flops, batch_size=batch_size, eval_sequences=eval_sequences, store=store)
+    small_run = train(config_of(big), corpus, flops=total, seed=seed, batch_size=batch_size,
+                      eval_sequences=eval_sequences, store=store, progress=False)
+    small = small_run.load_model()
     return dict(total_flops=total, big_params=run.n_params, big_loss=run.final_val_loss, pruned_loss=pruned_loss,
                 pruned_params=n_params(big), recovered_loss=evaluate_loss(big, corpus, n_sequences=eval_sequences),
                 small_params=n_params(small), small_loss=evaluate_loss(small, corpus, n_sequences=eval_sequences),
-                recovered_model=big, small_model=small)
+                recovered_model=big, small_model=small, small_run=small_run)

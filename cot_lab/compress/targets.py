@@ -11,7 +11,8 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..data.base import Corpus
+from cot_lab.core import validate
+from cot_lab.data.base import Corpus
 
 BLOCK_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                  "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj")
@@ -39,10 +40,8 @@ def block_linears(model) -> list[tuple[int, str, nn.Linear]]:
 
 
 def check_fraction(name: str, value, *, upper: float = 1.0) -> float:
-    """`value` as a float in [0, upper), else a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < upper:
-        raise ValueError(f"{name}={value!r} must be a fraction in [0, {upper:g}), e.g. 0.5 for half the weights")
-    return float(value)
+    """`value` as a float in [0, upper) (validate.fraction, with a pruning example in the message)."""
+    return validate.fraction(name, value, upper=upper, hint="e.g. 0.5 for half the weights")
 
 
 def calibration_rows(model, corpus: Corpus, n_sequences: int, seed: int = CALIBRATION_SEED) -> torch.Tensor:
@@ -50,8 +49,7 @@ def calibration_rows(model, corpus: Corpus, n_sequences: int, seed: int = CALIBR
     if not isinstance(corpus, Corpus):
         raise ValueError(f"corpus={corpus!r} must be a corpus from cl.load_corpus(...) (calibration batches come "
                          f"from its train split)")
-    if isinstance(n_sequences, bool) or not isinstance(n_sequences, int) or n_sequences <= 0:
-        raise ValueError(f"calibration_sequences={n_sequences!r} must be a positive integer, e.g. 32")
+    n_sequences = validate.integer("calibration_sequences", n_sequences, hint="e.g. 32")
     seq_len = int(model.config.max_position_embeddings)
     return next(corpus.train_batches(n_sequences, seq_len, seed))
 

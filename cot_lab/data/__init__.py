@@ -11,6 +11,7 @@ from cot_lab.data.text import TEXT_EXTENSIONS, TextCorpus, local_text, python_co
 __all__ = ["Corpus", "TextCorpus", "load_corpus"]
 
 BUILTIN = ("synthetic", "python-docs", "python-code")
+DEFAULT_VOCAB = 512  # vocab_size of the built-in corpora: panels show read-outs with it before a corpus loads
 WHAT_WORKS = (
     "'synthetic', 'python-docs', 'python-code', a path to a text file or folder, "
     "or 'hf:<dataset>' (e.g. 'hf:roneneldan/TinyStories', needs a network)"

@@ -5,14 +5,16 @@ import hashlib
 import json
 import os
 import socket
-import tempfile
 from urllib.parse import urlparse
 
 from tokenizers import Tokenizer
 
+from cot_lab.core import validate
+from cot_lab.core.io import write_text
+from cot_lab.core.paths import subdir
+from cot_lab.data.text_build import is_cached
+from cot_lab.data.text_corpus import TextCorpus
 from cot_lab.data.tokenizer import check_vocab_size, tokenizer_hash
-from cot_lab.data.text import TextCorpus, is_cached
-from cot_lab.paths import subdir
 
 OFFLINE_HINT = (
     "These work offline: load_corpus('synthetic'), load_corpus('python-docs'), load_corpus('python-code'), "
@@ -60,8 +62,7 @@ def load_hub_corpus(
     """
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"name={name!r} must be a hub dataset name such as 'roneneldan/TinyStories'")
-    if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 1:
-        raise ValueError(f"max_chars={max_chars!r} must be an int >= 1, e.g. 10_000_000")
+    max_chars = validate.integer("max_chars", max_chars, hint="e.g. 10_000_000")
     check_vocab_size(vocab_size)
     request = [name, split, text_field, max_chars, vocab_size, tokenizer_hash(tokenizer) if tokenizer else None]
     alias = subdir("corpora") / f"hub-{hashlib.sha256(json.dumps(request).encode()).hexdigest()[:24]}.json"
@@ -97,9 +98,5 @@ def load_hub_corpus(
         raise ValueError(f"split={split!r} of {name!r} has no rows")
 
     corpus = TextCorpus.from_documents(f"hf:{name}", lambda: docs, vocab_size=vocab_size, tokenizer=tokenizer)
-    fd, tmp = tempfile.mkstemp(dir=alias.parent, suffix=".tmp")
-    os.chmod(tmp, 0o644)
-    with os.fdopen(fd, "w") as f:
-        json.dump({"request": request, "fingerprint": corpus.fingerprint}, f)
-    os.replace(tmp, alias)
+    write_text(alias, json.dumps({"request": request, "fingerprint": corpus.fingerprint}))
     return corpus

@@ -16,29 +16,21 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from typing import Iterator
 
 import numpy as np
 import torch
 
+from cot_lab.core import validate
+from cot_lab.core.io import write_json
+from cot_lab.core.paths import subdir
 from cot_lab.data import synthetic_grammar as grammar
 from cot_lab.data.base import Corpus
-from cot_lab.paths import subdir
 
 CHUNK_TOKENS = 2**19     # rows are generated about this many tokens at a time (bounded memory)
 ENTROPY_TOKENS = 2**19   # scored validation tokens behind each entropy estimate
 MAX_SEQ_LEN = 2**16
 TRAIN, VAL = 0, 1        # SeedSequence spawn keys of the two splits
-
-
-def _check_int(name: str, value, low: int, high: int | None = None, hint: str = "") -> int:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        span = f"an int >= {low}" if high is None else f"an int in [{low}, {high}]"
-        raise ValueError(f"{name}={value!r} is invalid: it must be {span}{hint}")
-    return int(value)
 
 
 def _as_rows(name: str, rows, min_len: int) -> np.ndarray:
@@ -63,7 +55,7 @@ class SyntheticCorpus(Corpus):
     DEFAULT_SEQ_LEN = 128
 
     def __init__(self, language_seed: int = 0):
-        self.language_seed = _check_int("language_seed", language_seed, 0, hint=", e.g. 0")
+        self.language_seed = validate.integer("language_seed", language_seed, low=0, hint="e.g. 0")
         self.name = "synthetic"
         self.language = grammar.Language(self.language_seed)
         self.vocab_size = grammar.VOCAB_SIZE
@@ -96,9 +88,9 @@ class SyntheticCorpus(Corpus):
 
     def train_batches(self, batch_size: int, seq_len: int, seed: int) -> Iterator[torch.Tensor]:
         """Endless int64 batches [batch_size, seq_len + 1] of training rows; rows do not depend on batch_size."""
-        batch_size = _check_int("batch_size", batch_size, 1, hint=", e.g. 16")
-        seq_len = _check_int("seq_len", seq_len, 1, MAX_SEQ_LEN, hint=", e.g. 128")
-        seed = _check_int("seed", seed, 0, hint=", e.g. 0")
+        batch_size = validate.integer("batch_size", batch_size, hint="e.g. 16")
+        seq_len = validate.integer("seq_len", seq_len, high=MAX_SEQ_LEN, hint="e.g. 128")
+        seed = validate.integer("seed", seed, low=0, hint="e.g. 0")
         return self._batches(batch_size, seq_len, seed)
 
     def _batches(self, batch_size: int, seq_len: int, seed: int) -> Iterator[torch.Tensor]:
@@ -112,8 +104,8 @@ class SyntheticCorpus(Corpus):
 
     def val_batch(self, n_sequences: int, seq_len: int) -> torch.Tensor:
         """The first n_sequences rows of the validation stream: int64 [n_sequences, seq_len + 1]."""
-        n_sequences = _check_int("n_sequences", n_sequences, 1, hint=", e.g. 64")
-        seq_len = _check_int("seq_len", seq_len, 1, MAX_SEQ_LEN, hint=", e.g. 128")
+        n_sequences = validate.integer("n_sequences", n_sequences, hint="e.g. 64")
+        seq_len = validate.integer("seq_len", seq_len, high=MAX_SEQ_LEN, hint="e.g. 128")
         if self._val is None or self._val[0] != (n_sequences, seq_len):  # keep the last one: evals repeat
             rows = np.concatenate(list(self._rows(VAL, 0, seq_len, n_sequences)))
             self._val = ((n_sequences, seq_len), torch.from_numpy(rows))
@@ -155,7 +147,7 @@ class SyntheticCorpus(Corpus):
         The mean of score() over ENTROPY_TOKENS validation tokens; rows are independent, so the
         standard error is that of the per-row means.
         """
-        seq_len = _check_int("seq_len", seq_len, 1, MAX_SEQ_LEN, hint=", e.g. 128")
+        seq_len = validate.integer("seq_len", seq_len, high=MAX_SEQ_LEN, hint="e.g. 128")
         if seq_len in self._entropies:
             return self._entropies[seq_len]
         path = subdir("synthetic") / "entropy.json"
@@ -169,7 +161,7 @@ class SyntheticCorpus(Corpus):
             row_means = np.concatenate([self.score(r).mean(1) for r in self._rows(VAL, 0, seq_len, n_rows)])
             cache[key] = {"nats": float(row_means.mean()), "se": float(row_means.std(ddof=1) / math.sqrt(n_rows)),
                           "tokens": n_rows * seq_len}
-            _write_json(path, cache)
+            write_json(path, cache)  # atomic: another notebook never reads half a file
         self._entropies[seq_len] = (cache[key]["nats"], cache[key]["se"])
         return self._entropies[seq_len]
 
@@ -180,8 +172,8 @@ class SyntheticCorpus(Corpus):
         no_agreement, no_nesting (that layer ignored, everything else exact); bigram, unigram (count models
         fitted on `train_tokens` training tokens, add-alpha smoothing tuned on these rows).
         """
-        seq_len = _check_int("seq_len", seq_len, 1, MAX_SEQ_LEN, hint=", e.g. 128")
-        train_tokens = _check_int("train_tokens", train_tokens, 1000, hint=", e.g. 2_000_000")
+        seq_len = validate.integer("seq_len", seq_len, high=MAX_SEQ_LEN, hint="e.g. 128")
+        train_tokens = validate.integer("train_tokens", train_tokens, low=1000, hint="e.g. 2_000_000")
         n_rows = max(2, math.ceil(ENTROPY_TOKENS / seq_len))
         n_chunks = math.ceil(n_rows / self.rows_per_chunk(seq_len))
         chunks = [self._chunk(VAL, 0, seq_len, i, with_logp=True) for i in range(n_chunks)]
@@ -238,14 +230,3 @@ def ngram_cross_entropy(train: np.ndarray, val: np.ndarray, vocab_size: int) -> 
         for a in (1.0, 3.0, 10.0, 30.0, 100.0))
     return bigram, float(-np.log(uni[nxt]).mean())
 
-
-def _write_json(path, data: dict) -> None:
-    """Replace `path` atomically, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

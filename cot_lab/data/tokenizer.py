@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from typing import Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from cot_lab.paths import subdir
+from cot_lab.core import validate
+from cot_lab.core.io import atomic_path
+from cot_lab.core.paths import subdir
 
 # Bump when the training recipe changes, so stale cached tokenizers are not reused.
 VERSION = "bpe-bytelevel-v1"
@@ -20,15 +20,9 @@ MAX_VOCAB = 2**16  # token arrays are stored as uint16
 
 def check_vocab_size(vocab_size: int) -> int:
     """The vocab_size as an int, or a ValueError saying which sizes work."""
-    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int):
-        raise ValueError(f"vocab_size={vocab_size!r} must be an int in [{MIN_VOCAB}, {MAX_VOCAB}], e.g. 512")
-    if not MIN_VOCAB <= vocab_size <= MAX_VOCAB:
-        raise ValueError(
-            f"vocab_size={vocab_size} is out of range: a byte-level BPE needs at least {MIN_VOCAB} ids "
-            f"({N_BYTES} bytes + the {EOT} token) and token arrays are uint16, so at most {MAX_VOCAB}; "
-            "e.g. vocab_size=512"
-        )
-    return vocab_size
+    return validate.integer("vocab_size", vocab_size, low=MIN_VOCAB, high=MAX_VOCAB,
+                            hint=f"a byte-level BPE needs {N_BYTES} byte ids + the {EOT} token, and token arrays "
+                                 "are uint16; e.g. vocab_size=512")
 
 
 def cache_key(texts: list[str], vocab_size: int) -> str:
@@ -71,16 +65,8 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 512) -> Tokenizer:
     if path.exists():
         return Tokenizer.from_file(str(path))
     tokenizer = _train(texts, vocab_size)
-    # Write then rename, so a crash never leaves a half-written cache file behind.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shared cache should be readable by others
-    try:
-        tokenizer.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp:  # a crash never leaves a half-written cache file behind
+        tokenizer.save(str(tmp))
     return tokenizer
 
 

@@ -1,0 +1,153 @@
+"""Notebook 02's panels: a model-size slider at a fixed budget against a fitted law, and a live-sweep button.
+
+Moving the slider only evaluates the law (instant); the Train button runs one real training at that
+exact point and puts the measured loss beside the prediction. Errors show in the panel.
+"""
+from __future__ import annotations
+
+import html
+
+import ipywidgets as W
+
+from cot_lab.core import validate
+from cot_lab.core.accounting import count_params, flops_per_token
+from cot_lab.data import Corpus
+from cot_lab.ui.figures import figure_display_data
+from cot_lab.core.runs import Run, RunStore
+from cot_lab.core.law import ScalingLaw
+from cot_lab.scaling.plots import size_at_budget
+from cot_lab.scaling.sweep import SweepPlan, SweepResult, run_sweep
+from cot_lab.core.recipe import batch_size_for
+from cot_lab.core.executor import default_workers
+from cot_lab.core.shapes import size_ladder
+from cot_lab.ui.format import human
+from cot_lab.ui.panel import Panel, css_classes
+
+
+class SizeAtBudgetPanel(Panel):
+    """A size slider (real ladder shapes) at `flops` FLOPs: the law's predicted loss, and Train to measure it."""
+
+    def __init__(self, law: ScalingLaw, flops: float, corpus: Corpus, store: RunStore | None = None, *,
+                 seq_len: int = 128, eval_sequences: int = 128, floor: float | None = None):
+        if not isinstance(law, ScalingLaw):
+            raise ValueError(f"law must be a cl.ScalingLaw, e.g. fit.approach3 (got {type(law).__name__})")
+        flops = validate.number("flops", flops, hint="a FLOP budget, e.g. 1e12")
+        if not isinstance(corpus, Corpus):
+            raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
+        self.law, self.flops, self.corpus, self.floor = law, float(flops), corpus, floor
+        self.store = RunStore() if store is None else store
+        self.eval_sequences = eval_sequences
+        # Only shapes that get at least ~30 steps at this budget are offered: fewer is not a training run.
+        self.batch_size = batch_size_for(self.flops, seq_len)
+        self.configs = [c for c in size_ladder(seq_len, corpus.vocab_size)
+                        if self.flops / flops_per_token(c) >= 30 * self.batch_size * seq_len]
+        if len(self.configs) < 2:
+            raise ValueError(f"flops={flops:.3g} is too small for two model sizes of at least 30 steps; raise it")
+        self.measured: list[Run] = []
+        best = min(range(len(self.configs)), key=lambda i: self._predicted(self.configs[i]))
+        options = [(f"{human(count_params(c).total)} (d{c.d_model}×{c.n_layer})", i) for i, c in enumerate(self.configs)]
+        self.slider = W.SelectionSlider(options=options, value=best, description="model size",
+                                        continuous_update=True, layout=W.Layout(width="520px"),
+                                        style={"description_width": "90px"})
+        self.readout = W.HTML()
+        self.button = W.Button(description="Train this size", icon="play", button_style="primary")
+        self.plot = W.Output()
+        self.message = W.Output()  # the training's own output (its progress bar)
+        self.details = self.message
+        self.status = W.HTML()
+        self.slider.observe(self.guard(lambda _: self._refresh()), names="value")
+        self.button.on_click(self.guard(lambda _: self._train_clicked()))
+        super().__init__([self.slider, self.readout, self.button, self.status, self.message, self.plot])
+        css_classes((self, "size-panel"), (self.slider, "size"), (self.readout, "prediction"), (self.button, "train"),
+                    (self.message, "message"), (self.plot, "output"), (self.status, "status"))
+        self._refresh()
+
+    @property
+    def config(self):
+        """The ModelConfig under the slider."""
+        return self.configs[self.slider.value]
+
+    def _predicted(self, cfg) -> float:
+        return float(self.law.loss(count_params(cfg).total, self.flops / flops_per_token(cfg)))
+
+    def _refresh(self) -> None:
+        cfg = self.config
+        n, tokens = count_params(cfg).total, self.flops / flops_per_token(cfg)
+        done = [r for r in self.measured if r.config == cfg]
+        measured = ""
+        if done:
+            r = done[-1]
+            measured = (f"<br>measured <b>{r.final_val_loss:.4f}</b> nats/token: prediction error "
+                        f"<b>{100 * (r.final_val_loss / self._predicted(cfg) - 1):+.2f}%</b>")
+        self.readout.value = (
+            f"C = {self.flops:.3g} FLOPs buys this model <b>{human(tokens)}</b> tokens "
+            f"({tokens / n:.3g} tokens per parameter). The law predicts <b>{self._predicted(cfg):.4f}</b> nats/token; "
+            f"its optimum is N_opt ≈ {human(self.law.optimal(self.flops)[0])} parameters.{measured}")
+        fig = size_at_budget(self.law, self.flops, [count_params(c).total for c in self.configs],
+                             [self.flops / flops_per_token(c) for c in self.configs], chosen=n,
+                             measured=self.measured, floor=self.floor)
+        self.plot.outputs = (figure_display_data(fig),)
+
+    def train(self) -> Run:
+        """Train the size under the slider at this budget (a real run, or the stored one); returns the Run."""
+        from cot_lab.core.training import train
+
+        run = train(self.config, self.corpus, flops=self.flops, batch_size=self.batch_size, store=self.store,
+                    eval_sequences=self.eval_sequences, progress=False)
+        run._model = None
+        self.measured.append(run)
+        self._refresh()
+        return run
+
+    def _train_clicked(self) -> None:
+        self.button.disabled = True
+        self.clear_error()
+        try:
+            with self.message:
+                self.train()
+        finally:
+            self.button.disabled = False
+
+
+class SweepButton(Panel):
+    """A button that runs `plan` on `corpus` (resuming from the store) with one progress bar; `.result` holds the last SweepResult."""
+
+    def __init__(self, plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, eval_sequences: int = 128,
+                 workers: int | None = None, on_done=None):
+        if not isinstance(plan, SweepPlan):
+            raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
+        self.plan, self.corpus, self.on_done = plan, corpus, on_done
+        self.store = RunStore() if store is None else store
+        self.eval_sequences = eval_sequences
+        self.workers = default_workers() if workers is None else workers
+        self.result: SweepResult | None = None
+        self.button = W.Button(description=f"Run the sweep ({len(plan)} runs)", icon="play", button_style="primary",
+                               layout=W.Layout(width="260px"))
+        self.status = W.HTML(f"{len(plan)} runs, {plan.total_flops:.3g} FLOPs in all, {self.workers} at a time; "
+                             "finished runs come from your store.")
+        self.out = W.Output()  # the sweep's progress bar
+        self.details = self.out
+        self.button.on_click(self.guard(lambda _: self._clicked()))
+        super().__init__([W.HBox([self.button, self.status]), self.out])
+        css_classes((self, "sweep-panel"), (self.button, "sweep-run"), (self.status, "sweep-status"))
+
+    def run(self) -> SweepResult:
+        """Run (or resume) the sweep now; the same as pressing the button."""
+        with self.out:
+            self.result = run_sweep(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences,
+                                    workers=self.workers)
+        r = self.result
+        trained = sum(not x.from_store for x in r.runs)
+        state = "stopped early: press again to resume" if r.interrupted else "done"
+        self.status.value = html.escape(f"{state}: {len(r.runs)}/{len(self.plan)} runs ({trained} trained now) "
+                                        f"in {r.wall_s:.0f} s")
+        if self.on_done is not None:
+            self.on_done(r)
+        return r
+
+    def _clicked(self) -> None:
+        self.button.disabled = True
+        try:
+            self.run()
+        finally:
+            self.button.disabled = False

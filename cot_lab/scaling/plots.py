@@ -1,0 +1,172 @@
+"""Figures of notebook 02: IsoFLOP curves, the compute-optimal frontier, exponents with intervals, predictions.
+
+Each function returns a matplotlib Figure (not pyplot: nothing global changes). Units: N total
+parameters, C training FLOPs, losses in nats/token.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from cot_lab.ui.figures import FLOOR_COLOUR
+
+
+def _log_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, log_y: bool = False) -> None:
+    """Log x (and optionally y) axes with labels, a light grid and a small legend."""
+    ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+
+
+def _budget_groups(runs) -> dict[float, list]:
+    groups: dict[float, list] = {}
+    for r in runs:
+        if r.status == "ok" and np.isfinite(r.final_val_loss):
+            groups.setdefault(float(r.budget["value"]), []).append(r)
+    return {c: sorted(g, key=lambda r: r.n_params) for c, g in sorted(groups.items())}
+
+
+def isoflop_curves(runs, fit=None, *, floor: float | None = None, extra_runs=(), title: str | None = None) -> Figure:
+    """Final loss against model size, one colour per FLOP budget, with each budget's Approach 2 parabola and vertex.
+
+    `extra_runs` (e.g. the live sweep's runs) are drawn as open markers in their budget's colour.
+    """
+    fig = Figure(figsize=(6.8, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    groups = _budget_groups(runs)
+    a2 = fit.approach2 if fit is not None else None
+    for i, (c, group) in enumerate(groups.items()):
+        colour = f"C{i % 10}"
+        n = np.array([r.n_params for r in group], float)
+        loss = np.array([r.final_val_loss for r in group], float)
+        ax.plot(n, loss, "o", color=colour, label=f"C = {c:.2g} FLOPs")
+        if len(n) >= 3:
+            coef = np.polyfit(np.log(n), loss, 2)
+            grid = np.geomspace(n.min(), n.max(), 100)
+            ax.plot(grid, np.polyval(coef, np.log(grid)), "-", color=colour, alpha=0.6)
+        if a2 is not None:
+            j = int(np.argmin(np.abs(np.log(a2["C"] / c))))
+            if a2["interior"][j]:
+                ax.plot(a2["N_opt"][j], a2["L_opt"][j], "*", color=colour, markersize=13, markeredgecolor="k")
+    for r in extra_runs:
+        if r.status == "ok" and np.isfinite(r.final_val_loss):
+            budgets = list(groups)
+            i = int(np.argmin([abs(np.log(b / r.budget["value"])) for b in budgets])) if budgets else 0
+            ax.plot(r.n_params, r.final_val_loss, "o", mfc="none", color=f"C{i % 10}", markersize=10)
+    if floor is not None:
+        ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2, label=f"entropy floor {floor:.3f}")
+    _log_axes(ax, "parameters N", "final validation loss (nats/token)",
+              title or "IsoFLOP curves: one best size per budget (stars)")
+    return fig
+
+
+def frontier(fit, *, extend_to: float | None = None, reference_exponents=(("Chinchilla a=0.5", 0.5),
+                                                                           ("Kaplan a=0.73", 0.73))) -> Figure:
+    """N_opt against C from all three approaches, with published exponents drawn through our middle budget.
+
+    Published prefactors belong to other data and tokenizers, so only the slopes are comparable:
+    the reference lines share our Approach 3 N_opt at the geometric middle of the budgets.
+    """
+    fig = Figure(figsize=(6.8, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    law = fit.approach3
+    c_lo, c_hi = min(fit.budgets), max(fit.budgets + [extend_to or 0.0])
+    grid = np.geomspace(c_lo / 2, c_hi * 1.5, 100)
+    n3 = law.optimal(grid)[0]
+    lo3, hi3 = law.intervals.get("a", (np.nan, np.nan))
+    ax.plot(grid, n3, "-", color="C2", linewidth=2,
+            label=f"Approach 3 (fit): a = {law.a:.2f}" + (f" [{lo3:.2f}, {hi3:.2f}]" if np.isfinite(lo3) else ""))
+    if fit.approach2 is not None:
+        a2 = fit.approach2
+        used = a2["used"]
+        iv = a2.get("a_interval", (np.nan, np.nan))
+        ax.plot(a2["C"][used], a2["N_opt"][used], "*", color="C1", markersize=12, markeredgecolor="k",
+                label=f"Approach 2 (parabola minima): a = {a2['a']:.2f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if np.isfinite(iv[0]) else ""))
+        ax.plot(grid, a2["k"] * grid ** a2["a"], "--", color="C1", alpha=0.7)
+    if fit.approach1 is not None:
+        a1 = fit.approach1
+        ax.plot(a1["C"], a1["N"], "-", color="C0", alpha=0.5, drawstyle="steps-post",
+                label=f"Approach 1 (envelope of curves): a = {a1['a']:.2f}")
+    mid = float(np.sqrt(grid[0] * grid[-1]))
+    n_mid = float(law.optimal(mid)[0])
+    for i, (name, a) in enumerate(reference_exponents):
+        ax.plot(grid, n_mid * (grid / mid) ** a, ":", color=f"C{4 + i}", label=f"slope of {name}")
+    _log_axes(ax, "training compute C (FLOPs)", "compute-optimal parameters N_opt",
+              "The compute-optimal frontier: N_opt ∝ C^a", log_y=True)
+    return fig
+
+
+def exponents(fit) -> Figure:
+    """The exponent a (N_opt ∝ C^a) of each approach here and of the published fits, with intervals."""
+    table = fit.exponents()
+    fig = Figure(figsize=(6.8, 0.45 * len(table) + 1.2), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(table))[::-1]
+    for yi, row in zip(y, table.itertuples()):
+        ours = row.source.startswith("this sweep")
+        colour = "C2" if ours else "C7"
+        if np.isfinite(row.a_low):  # drawn as a bar, not error bars: a rounded published value can sit outside it
+            ax.plot([row.a_low, row.a_high], [yi, yi], "-|", color=colour, linewidth=2, markersize=10)
+        ax.plot(row.a, yi, "o", color=colour)
+    ax.axvspan(0.35, 0.65, color="C2", alpha=0.07)
+    ax.set_yticks(y, table["source"], fontsize=8)
+    ax.set_xlabel("a in N_opt ∝ C^a (bars: bootstrap / published intervals)")
+    ax.set_title("How parameters should grow with compute")
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def size_at_budget(law, flops: float, sizes, tokens, *, chosen: float | None = None, measured=(),
+                   floor: float | None = None) -> Figure:
+    """The law's predicted loss against model size at one budget, with measured runs at that budget as dots.
+
+    `sizes` are candidate parameter counts and `tokens` what `flops` buys each of them.
+    """
+    order = np.argsort(np.asarray(sizes, float))
+    sizes, tokens = np.asarray(sizes, float)[order], np.asarray(tokens, float)[order]
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(sizes, law.loss(sizes, tokens), "-", color="C2", label=f"law at C = {flops:.2g} FLOPs")
+    if chosen is not None:
+        i = int(np.argmin(np.abs(np.log(sizes / chosen))))
+        ax.plot(sizes[i], law.loss(sizes[i], tokens[i]), "D", color="C2", markersize=9, label="your size (predicted)")
+    for r in measured:
+        if r.status == "ok" and np.isfinite(r.final_val_loss):
+            ax.plot(r.n_params, r.final_val_loss, "o", color="C3", markersize=8)
+    if measured:
+        ax.plot([], [], "o", color="C3", label="trained (measured)")
+    if floor is not None:
+        ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2, label=f"entropy floor {floor:.3f}")
+    _log_axes(ax, "parameters N", "loss (nats/token)")
+    return fig
+
+
+def prediction_check(law, runs, holdout_run=None, predicted: float | None = None) -> Figure:
+    """Measured against predicted loss for every fitted run, and the held-out run outside the fit (red)."""
+    fig = Figure(figsize=(5.2, 4.6), layout="constrained")
+    ax = fig.add_subplot()
+    ok = [r for r in runs if r.status == "ok" and np.isfinite(r.final_val_loss)]
+    pred = np.array([law.loss(r.n_params, r.tokens) for r in ok])
+    meas = np.array([r.final_val_loss for r in ok])
+    ax.plot(pred, meas, "o", color="C0", alpha=0.7, label="sweep runs (in the fit)")
+    if holdout_run is not None and predicted is not None:
+        ax.plot(predicted, holdout_run.final_val_loss, "*", color="C3", markersize=16, markeredgecolor="k",
+                label=f"held-out budget: {100 * (holdout_run.final_val_loss / predicted - 1):+.1f}%")
+        pred = np.append(pred, predicted)
+        meas = np.append(meas, holdout_run.final_val_loss)
+    lo, hi = min(pred.min(), meas.min()), max(pred.max(), meas.max())
+    line = np.array([lo, hi])
+    ax.plot(line, line, "-", color="k", linewidth=0.8, label="perfect prediction")
+    ax.fill_between(line, line * 0.97, line * 1.03, color="k", alpha=0.08, label="±3%")
+    ax.set_xlabel("predicted loss (nats/token)")
+    ax.set_ylabel("measured loss (nats/token)")
+    ax.set_title("Does the law predict?")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig

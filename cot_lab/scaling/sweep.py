@@ -1,0 +1,255 @@
+"""IsoFLOP sweeps: plan model sizes that bracket the compute-optimal one at each budget, then run them all.
+
+A sweep is many independent `cl.train` runs. `run_sweep` trains them in order of budget, keeps every
+run in a `RunStore` (so a sweep stopped half-way resumes where it stopped: finished runs come back
+from the store at once), and shows one progress bar over the whole sweep's FLOPs with an ETA.
+
+`workers=2` trains two runs side by side in worker processes (one thread each on a 2-core CPU);
+`benchmarks/sweep_parallel.py` measures whether that beats one run at a time on all cores. Where one
+machine is not enough, Ray spreads the same independent runs over a cluster (`ray.remote` tasks with
+`num_cpus` / `num_gpus` each; see the Ray documentation, docs.ray.io); the kit does not ship it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from cot_lab.core import validate
+from cot_lab.core.accounting import count_params, flops_per_token
+from cot_lab.core.callbacks import Callback, TrainState
+from cot_lab.core.config import ModelConfig
+from cot_lab.data.base import Corpus
+from cot_lab.core.recipe import batch_size_for
+from cot_lab.core.runs import Run, RunStore
+from cot_lab.core.shapes import sizes_around
+
+MIN_STEPS = 30  # fewer optimizer steps than this and warmup plus cosine is not a real schedule
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One planned run: a model shape trained for `flops` training FLOPs (Chinchilla count)."""
+
+    flops: float
+    config: ModelConfig
+    batch_size: int = 16  # sequences of config.seq_len tokens per optimizer step
+
+    @property
+    def n_params(self) -> int:
+        """Total parameters (embeddings counted once: they are tied)."""
+        return count_params(self.config).total
+
+    @property
+    def tokens(self) -> float:
+        """Training tokens the budget buys for this shape."""
+        return self.flops / flops_per_token(self.config)
+
+
+@dataclass
+class SweepPlan:
+    """The runs of an IsoFLOP sweep, budget by budget, each budget's sizes from small to large."""
+
+    points: list[SweepPoint]
+
+    def __len__(self) -> int:
+        return len(self.points)
+
+    def __iter__(self):
+        return iter(self.points)
+
+    @property
+    def budgets(self) -> list[float]:
+        """The distinct budgets, FLOPs, ascending."""
+        return sorted({p.flops for p in self.points})
+
+    @property
+    def total_flops(self) -> float:
+        """Training FLOPs of the whole sweep."""
+        return float(sum(p.flops for p in self.points))
+
+    def to_frame(self):
+        """A pandas DataFrame: one row per planned run."""
+        import pandas as pd
+
+        return pd.DataFrame([dict(budget_flops=p.flops, n_params=p.n_params, d_model=p.config.d_model,
+                                  n_layer=p.config.n_layer, n_head=p.config.n_head, tokens=p.tokens,
+                                  tokens_per_param=p.tokens / p.n_params, batch_size=p.batch_size,
+                                  steps=int(p.tokens // (p.batch_size * p.config.seq_len)))
+                             for p in self.points])
+
+
+def isoflop_plan(budgets, sizes_per_budget: int = 5, *, tokens_per_param: float = 20.0,
+                 seq_len: int = 128, vocab_size: int = 512, batch_size: int | None = None) -> SweepPlan:
+    """Plan an IsoFLOP sweep: at each budget (FLOPs), `sizes_per_budget` consecutive `size_ladder` shapes (~2x apart).
+
+    The sizes are centred on the N whose tokens-per-parameter ratio is `tokens_per_param`
+    (C = 6 N D with D = tokens_per_param * N), the guess of where the optimum lies; 5 sizes ~2x apart
+    span ~16x or more, so the minimum stays inside even when the guess is off by 4x either way.
+    batch_size (sequences per step) None takes `batch_size_for(budget)`; the learning rate is the
+    trainer's width rule `cl.default_lr`. Every run must get at least MIN_STEPS optimizer steps.
+    """
+    if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
+        raise ValueError(f"budgets={budgets!r} must be a list of FLOP budgets, e.g. [1e11, 1e12]")
+    budgets = [validate.number("budgets[]", b.item() if hasattr(b, "item") else b, hint="FLOPs, e.g. 1e12")
+               for b in budgets]
+    if not budgets or len(set(budgets)) != len(budgets):
+        raise ValueError(f"budgets={budgets!r} must be a non-empty list of distinct FLOP budgets")
+    sizes_per_budget = validate.integer("sizes_per_budget", sizes_per_budget, low=3, hint="a parabola needs 3 points")
+    tokens_per_param = validate.number("tokens_per_param", tokens_per_param, hint="e.g. 20")
+    if batch_size is not None:
+        batch_size = validate.integer("batch_size", batch_size, hint="sequences per step, or None for the budget rule")
+    points = []
+    for budget in sorted(budgets):
+        batch = batch_size or batch_size_for(budget, seq_len)
+        n_center = math.sqrt(budget / (6.0 * tokens_per_param))
+        for cfg in sizes_around(n_center, sizes_per_budget, seq_len=seq_len, vocab_size=vocab_size):
+            point = SweepPoint(budget, cfg, batch)
+            steps = point.tokens / (batch * seq_len)
+            if steps < MIN_STEPS:
+                raise ValueError(
+                    f"budgets: {budget:.3g} FLOPs buys only {steps:.0f} steps of batch_size={batch} x "
+                    f"seq_len={seq_len} for the {point.n_params:,}-parameter model; raise the budget, lower "
+                    f"tokens_per_param below {tokens_per_param:g} or lower batch_size (need {MIN_STEPS} steps)")
+            points.append(point)
+    return SweepPlan(points)
+
+
+def profile_plan(profile=None, corpus: Corpus | None = None) -> SweepPlan:
+    """The IsoFLOP plan of a profile (`cl.profile(...)`: name, Profile or None for $COT_LAB_PROFILE)."""
+    from cot_lab.core.profiles import profile as get_profile
+
+    p = get_profile(profile)
+    return isoflop_plan(p.sweep_budgets, p.sweep_sizes, tokens_per_param=p.sweep_tokens_per_param, seq_len=p.seq_len,
+                        vocab_size=corpus.vocab_size if corpus is not None else 512)
+
+
+class _SweepBar(Callback):
+    """One tqdm bar over the sweep's FLOPs; runs served from the store shrink the total instead of advancing it,
+    so the ETA reflects training only."""
+
+    def __init__(self, total_flops: float, n_runs: int, enabled: bool):
+        self.bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total_flops, unit="FLOP", unit_scale=True, desc=f"sweep 0/{n_runs}")
+        self.n_runs, self.done, self.run_flops = n_runs, 0, 0.0
+
+    def start_run(self) -> None:
+        self.run_flops = 0.0
+
+    def on_step(self, state: TrainState) -> None:
+        if self.bar is not None:
+            self.bar.update(state.flops - self.run_flops)
+        self.run_flops = state.flops
+
+    def finish_run(self, run: Run, planned_flops: float) -> None:
+        """Count a finished run; from the store it shrinks the total instead of advancing the bar."""
+        self.done += 1
+        if self.bar is None:
+            return
+        if run.from_store:
+            self.bar.total -= planned_flops
+        else:
+            self.bar.update(max(0.0, (run.flops if run.status != "ok" else planned_flops) - self.run_flops))
+        loss = f"{run.final_val_loss:.3f}" if math.isfinite(run.final_val_loss) else run.status
+        self.bar.set_description(f"sweep {self.done}/{self.n_runs}")
+        self.bar.set_postfix({"last": f"{run.n_params / 1e3:.0f}K@{run.budget['value']:.0e}", "loss": loss})
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class SweepResult:
+    """The runs of a sweep (one per planned point reached, in plan order) and whether it was stopped early."""
+
+    runs: list[Run]
+    interrupted: bool = False
+    wall_s: float = 0.0  # seconds the whole sweep took, store look-ups and evaluations included
+
+    @property
+    def train_s(self) -> float:
+        """Seconds of pure training in runs trained now (not served from the store)."""
+        return float(sum(r.train_s for r in self.runs if not r.from_store))
+
+    def to_frame(self):
+        """A pandas DataFrame, one row per run: budget, size, tokens, final validation loss (nats/token), status."""
+        return runs_frame(self.runs)
+
+
+def runs_frame(runs: list[Run]):
+    """One row per run with the columns every scaling fit and plot here reads."""
+    import pandas as pd
+
+    rows = []
+    for r in runs:
+        n = r.n_params
+        rows.append(dict(budget_flops=float(r.budget["value"]), n_params=n, d_model=r.config.d_model,
+                         n_layer=r.config.n_layer, tokens=float(r.tokens), tokens_per_param=r.tokens / n,
+                         flops=float(r.flops), final_val_loss=float(r.final_val_loss), status=r.status,
+                         wall_s=float(r.wall_s), train_s=float(r.train_s), run_id=r.run_id,
+                         from_store=bool(r.from_store)))
+    return pd.DataFrame(rows)
+
+
+def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, seed: int = 0,
+              progress: bool = True, workers: int = 1, **train_kwargs) -> SweepResult:
+    """Train every point of `plan` on `corpus` (FLOP budgets), one progress bar for all; returns a SweepResult.
+
+    Runs already in `store` (default: `RunStore()`) return at once, so an interrupted sweep resumes.
+    The Stop button (KeyboardInterrupt) ends the sweep after marking the current run(s) `interrupted`
+    in the store; the finished runs are kept. `workers` > 1 trains that many runs side by side in
+    worker processes (the bar then advances per finished run). Extra keyword arguments go to `cl.train`.
+    """
+    from cot_lab.core.training import train  # here: cot_lab.train the function shadows the module at package level
+
+    if not isinstance(plan, SweepPlan):
+        raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
+    if not isinstance(corpus, Corpus):
+        raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
+    workers = validate.integer("workers", workers, hint="1 = one run at a time")
+    for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size"):
+        if name in train_kwargs:
+            raise ValueError(f"{name}= is set by the sweep itself; remove it from run_sweep's arguments")
+    store = RunStore() if store is None else store
+    bar = _SweepBar(plan.total_flops, len(plan), progress)
+    runs: dict[int, Run] = {}
+    interrupted, start = False, time.perf_counter()
+    try:
+        if workers > 1:
+            from cot_lab.core.executor import run_parallel
+
+            def done(index: int, run_id: str, from_store: bool) -> None:
+                run = store.get(run_id)
+                run.from_store = from_store
+                runs[index] = run
+                bar.start_run()
+                bar.finish_run(run, plan.points[index].flops)
+
+            interrupted = run_parallel(plan.points, corpus, store, workers, dict(seed=seed, **train_kwargs), done)
+        else:
+            for index, point in enumerate(plan):
+                bar.start_run()
+                run = train(point.config, corpus, flops=point.flops, batch_size=point.batch_size, seed=seed,
+                            store=store, progress=False, callbacks=[bar], **train_kwargs)
+                run._model = None  # a sweep keeps records, not dozens of models; load_model() reads the store
+                runs[index] = run
+                bar.finish_run(run, point.flops)
+                if run.status == "interrupted":
+                    interrupted = True
+                    break
+    except KeyboardInterrupt:  # between runs (e.g. while the store answered): nothing half-written to undo
+        interrupted = True
+    finally:
+        bar.close()
+    if interrupted and workers > 1:  # runs the interrupt stopped in the workers are stored as such: show them
+        for index, point in enumerate(plan.points):
+            if index not in runs:
+                partial = [r for r in store.runs(status="interrupted") if r.config == point.config
+                           and r.budget == {"kind": "flops", "value": point.flops}]
+                if partial:
+                    runs[index] = partial[-1]
+    return SweepResult([runs[i] for i in sorted(runs)], interrupted, time.perf_counter() - start)
