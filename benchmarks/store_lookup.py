@@ -106,7 +106,7 @@ def make_run(panel, corpus, size: int, flops: float, seed: int, points: int):
 def fill(store, panel, corpus, n_runs: int, points: int, keep_free: set) -> int:
     """Save `n_runs` runs at the panel's slider stops (size x budget x seed, shuffled), none in `keep_free`."""
     lo, hi, step = panel.budget_slider.min, panel.budget_slider.max, panel.budget_slider.step
-    budgets = sorted({float(f"{10 ** (lo + i * step):.2g}") for i in range(int(round((hi - lo) / step)) + 1)})
+    budgets = sorted({float(f"{10 ** (lo + i * step):.2g}") for i in range(round((hi - lo) / step) + 1)})
     combos = [c for c in itertools.product(panel._configs, budgets, range(10)) if c not in keep_free]
     random.Random(0).shuffle(combos)
     saved = 0

@@ -5,9 +5,11 @@ import pytest
 from matplotlib.figure import Figure
 
 import cot_lab as cl
-from cot_lab.ui import checks as check
+from cot_lab.budgets import checks as check
 from cot_lab.budgets.plots import accounting_figure, accounting_ratios
-from cot_lab.budgets.panel import budget_panel, budget_readout, long_duration
+from cot_lab.budgets.panel import budget_panel
+from cot_lab.budgets.readout import budget_readout
+from cot_lab.ui.format import long_duration
 
 H100_HOUR_AT_40 = 989.4e12 * 0.4 * 3600  # FLOPs: dense BF16 peak (glennklockwood.com) x MFU x seconds
 PEAK = 1e11  # FLOP/s given to the panel so that tests never measure the machine

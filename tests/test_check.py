@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import cot_lab as cl
+from cot_lab.budgets import checks as budget_checks
 from cot_lab.ui import checks as check
 
 CFG = cl.ModelConfig(d_model=64, n_layer=2, n_head=4, vocab_size=512, seq_len=64)
@@ -69,8 +70,8 @@ def test_checker_misuse_raises_value_error(kwargs, words):
 
 def test_params_checker():
     n = cl.count_params(CFG)
-    assert check.params(n.total, CFG).passed
-    result = check.params(n.non_embedding, CFG)  # the classic mistake: forgetting the embedding
+    assert budget_checks.params(n.total, CFG).passed
+    result = budget_checks.params(n.non_embedding, CFG)  # the classic mistake: forgetting the embedding
     assert not result.passed and "too low" in result.message and "embedding" in result.message
     assert str(n.total) not in result.message and f"{n.total:,}" not in result.message
 
@@ -78,8 +79,8 @@ def test_params_checker():
 def test_tokens_checker():
     flops = 1e12
     exact = flops / cl.flops_per_token(CFG)
-    assert check.tokens(exact * 1.01, CFG, flops).passed
-    result = check.tokens(exact * 2, CFG, flops)
+    assert budget_checks.tokens(exact * 1.01, CFG, flops).passed
+    result = budget_checks.tokens(exact * 2, CFG, flops)
     assert not result.passed and "too high by about 100%" in result.message and "6 FLOPs" in result.message
 
 

@@ -143,8 +143,8 @@ def test_sigint_leaves_store_consistent_and_run_marked_interrupted(tmp_path):
 
 # ------------------------------------------------------------------ indexed lookups and the schema migration
 
-from cot_lab.core.runs import Run, RunStore, now_iso, settings_key  # noqa: E402
-from cot_lab.core.training import plan_run  # noqa: E402
+from cot_lab.core.runs import Run, RunStore, now_iso, settings_key
+from cot_lab.core.training import plan_run
 
 CPU_NAME = "Test CPU A"
 

@@ -12,7 +12,7 @@ from cot_lab.core.law import ScalingLaw
 
 
 def test_size_ladder_grows_about_2x_without_shrinking():
-    ladder = sw.size_ladder()
+    ladder = cl.size_ladder()
     counts = [cl.count_params(c).total for c in ladder]
     assert (ladder[0].d_model, ladder[0].n_layer, counts[0]) == (8, 1, 4952)
     ratios = np.array(counts[1:]) / np.array(counts[:-1])
@@ -23,11 +23,11 @@ def test_size_ladder_grows_about_2x_without_shrinking():
 
 def test_batch_rule_values():
     # 256 tokens at 1e11 FLOPs growing as C^0.3271 (DeepSeek's exponent), at least 2 sequences
-    assert sw.batch_size_for(1e11, 128) == 2
-    assert sw.batch_size_for(3e11, 128) == 3  # 256 * 3^0.3271 / 128 = 2.86
-    assert sw.batch_size_for(1e12, 128) == 4  # 4.25
-    assert sw.batch_size_for(1e15, 128) == round(256 * 1e4 ** 0.3271 / 128)
-    assert sw.batch_size_for(1e9, 128) == 2
+    assert cl.batch_size_for(1e11, 128) == 2
+    assert cl.batch_size_for(3e11, 128) == 3  # 256 * 3^0.3271 / 128 = 2.86
+    assert cl.batch_size_for(1e12, 128) == 4  # 4.25
+    assert cl.batch_size_for(1e15, 128) == round(256 * 1e4 ** 0.3271 / 128)
+    assert cl.batch_size_for(1e9, 128) == 2
 
 
 def test_plan_brackets_the_guess_with_sizes_2x_apart():
@@ -158,11 +158,11 @@ def test_fit_sweep_needs_finished_runs():
 
 def test_holdout_prediction_is_the_laws_best_ladder_shape():
     pred = holdout_prediction(TRUE, 4e13)
-    candidates = [(TRUE.loss(cl.count_params(c).total, 4e13 / cl.flops_per_token(c)), c) for c in sw.size_ladder()]
+    candidates = [(TRUE.loss(cl.count_params(c).total, 4e13 / cl.flops_per_token(c)), c) for c in cl.size_ladder()]
     best_loss, best_cfg = min(candidates, key=lambda t: t[0])
     assert pred["config"] == best_cfg and pred["predicted_loss"] == pytest.approx(best_loss, rel=1e-12)
     assert pred["tokens"] == pytest.approx(4e13 / cl.flops_per_token(best_cfg))
-    assert pred["batch_size"] == sw.batch_size_for(4e13, 128)
+    assert pred["batch_size"] == cl.batch_size_for(4e13, 128)
     assert pred["n_opt_law"] == pytest.approx(TRUE.optimal(4e13)[0])
     with pytest.raises(ValueError, match="flops"):
         holdout_prediction(TRUE, -1.0)

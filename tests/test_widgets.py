@@ -260,10 +260,10 @@ def test_profile_default_run_is_a_real_run(name):
 
 # ------------------------------------------------------------------ store lookups on a slider move
 
-from cot_lab.core.device import device_name  # noqa: E402
-from cot_lab.data import DEFAULT_VOCAB  # noqa: E402
-from cot_lab.core.runs import Run, now_iso  # noqa: E402
-from cot_lab.core.training import plan_run  # noqa: E402
+from cot_lab.core.device import device_name
+from cot_lab.data import DEFAULT_VOCAB
+from cot_lab.core.runs import Run, now_iso
+from cot_lab.core.training import plan_run
 
 
 @pytest.fixture()

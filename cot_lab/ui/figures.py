@@ -102,7 +102,7 @@ def loss_curve(runs_or_curves, floor: float | None = None, *, title: str | None 
 def figure_png(fig: Figure, dpi: int = 90) -> bytes:
     """PNG bytes of `fig` (rendered with Agg; works without any pyplot backend)."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi)
+    fig.savefig(buffer, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})  # zlib level 1: a quarter of the save time, files a little larger
     return buffer.getvalue()
 
 
