@@ -22,3 +22,19 @@ def synthetic():
     import cot_lab as cl
 
     return cl.load_corpus("synthetic")
+
+
+@pytest.fixture()
+def decoded(monkeypatch):
+    """The run_ids of the store records decoded into Runs while the test runs (a lookup must decode only its own)."""
+    from cot_lab.core.runs import Run
+
+    seen = []
+    original = Run.from_record
+
+    def counting(cls, record):
+        seen.append(record["run_id"])
+        return original(record)
+
+    monkeypatch.setattr(Run, "from_record", classmethod(counting))
+    return seen

@@ -162,20 +162,6 @@ def fake_run(run_id, *, seed=0, device="cpu", device_name=CPU_NAME, wall_s=1.0, 
 
 
 @pytest.fixture()
-def decoded(monkeypatch):
-    """The run_ids of the records decoded into Runs while the test runs."""
-    seen = []
-    original = Run.from_record
-
-    def counting(cls, record):
-        seen.append(record["run_id"])
-        return original(record)
-
-    monkeypatch.setattr(Run, "from_record", classmethod(counting))
-    return seen
-
-
-@pytest.fixture()
 def statements(monkeypatch):
     """Every SQL statement the stores run while the test runs (with their bound values)."""
     seen = []

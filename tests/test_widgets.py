@@ -266,20 +266,6 @@ from cot_lab.core.runs import Run, now_iso
 from cot_lab.core.training import plan_run
 
 
-@pytest.fixture()
-def decoded(monkeypatch):
-    """The run_ids of the store records decoded into Runs while the test runs."""
-    seen = []
-    original = Run.from_record
-
-    def counting(cls, record):
-        seen.append(record["run_id"])
-        return original(record)
-
-    monkeypatch.setattr(Run, "from_record", classmethod(counting))
-    return seen
-
-
 def finished(run_id, cfg, corpus, *, flops, seed=0, status="ok", corpus_name=None, fingerprint=None, wall_s=2.0,
              device="cpu", dev_name=None, points=300):
     """A finished-looking run (no model) with the settings `train` would store for this panel's arguments."""
