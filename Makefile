@@ -32,8 +32,10 @@ $(STAMP): pyproject.toml Makefile
 
 setup: $(STAMP)
 
+# JupyterLab on work/, the students' own copies (made once, never overwritten), so that autosave leaves
+# notebooks/ as committed. `make lab REFRESH=02_scaling_laws` swaps in a fresh copy of one (yours is kept aside).
 lab: setup
-	$(BIN)/python -m cot_lab.lab --root $(CURDIR)
+	$(BIN)/python -m cot_lab.lab --root $(CURDIR) $(if $(REFRESH),--refresh $(REFRESH))
 
 test: setup
 	$(BIN)/python -m pytest

@@ -1,9 +1,81 @@
-"""The `cot-lab` command: `doctor`, `train` (one budgeted run), `sweep`, `fit` and `precompute` (for instructors)."""
+"""The `cot-lab` command: `doctor`, `train` (one budgeted run), `sweep`, `fit` and `precompute` (for instructors).
+
+Every error is one line, `cot-lab <command>: error: --flag ...`, exit status 2: it names the flag
+the user typed (not the library argument behind it) and, where there are choices, lists them.
+"""
 from __future__ import annotations
 
 import argparse
 import platform
+import re
 import sys
+
+from cot_lab.core.profiles import PROFILES
+
+# Library argument names whose flag is not the name with dashes: `--params` is `preset(n_params=...)`.
+FLAG_OF_ARGUMENT = {"n_params": "--params", "sizes_per_budget": "--sizes", "budgets[]": "--budgets", "root": "--store",
+                    "profile": "--precomputed"}
+OFFLINE_CORPORA = "--corpus synthetic, python-docs, python-code or a path to a text file or folder"
+CORPUS_HELP = "synthetic | python-docs | python-code | a path | hf:<dataset> (needs a network)"
+
+
+class CliError(Exception):
+    """A user error already worded in the command's own terms (its flags): printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        # argparse's usage block would bury the one line that says what to fix
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def in_flag_terms(message: str, flags: dict[str, str]) -> str:
+    """`message` with each `name=` of a library argument written as its flag: 'flops=1e3' -> '--flops 1e3'."""
+    if not flags:
+        return message
+    names = "|".join(re.escape(name) for name in sorted(flags, key=len, reverse=True))
+    return re.sub(rf"(?<![\w\-\[])({names})=", lambda m: f"{flags[m.group(1)]} ", message)
+
+
+def _flags_of(args) -> dict[str, str]:
+    """Library argument name -> flag, for the flags this command has (`batch_size` -> `--batch-size`)."""
+    mine = {name: "--" + name.replace("_", "-") for name in vars(args) if name not in ("func", "command")}
+    mine.update({name: flag for name, flag in FLAG_OF_ARGUMENT.items() if flag[2:].replace("-", "_") in vars(args)})
+    return mine
+
+
+def _load_corpus(name: str):
+    """load_corpus(name), with every failure, the hub's offline one included, one line about --corpus."""
+    from cot_lab.data import load_corpus
+
+    try:
+        return load_corpus(name)
+    except (ValueError, OSError) as error:  # OSError: FileNotFoundError, and the hub's ConnectionError
+        message = str(error)
+        if isinstance(error, ConnectionError):
+            from cot_lab.data.hub import OFFLINE_HINT
+
+            message = message.replace(OFFLINE_HINT, f"Offline, use {OFFLINE_CORPORA}.")
+        else:
+            message = in_flag_terms(message, {"name": "--corpus"})
+        if not message.startswith("--corpus"):
+            message = f"--corpus {name}: {message}"
+        raise CliError(message) from None
+
+
+def _store(path, *, create: bool):
+    """The run store at --store `path` (None: the default one); create=False: it must exist, nothing is made."""
+    from cot_lab.core.runs import RunStore, default_root
+
+    try:
+        store = RunStore(path, create=create)
+    except FileNotFoundError:
+        where = f"--store {path}" if path is not None else f"no --store given, and the default folder {default_root()}"
+        raise CliError(f"{where} holds no run store; give a folder that `cot-lab train` or `cot-lab sweep --store` "
+                       f"wrote (only they create one)") from None
+    if store.created:
+        print(f"store  {store.db_path}: new, created by this command")
+    return store
 
 
 def _doctor(args) -> int:
@@ -13,7 +85,7 @@ def _doctor(args) -> int:
     from cot_lab import __version__
     from cot_lab.core.device import autocast_dtype, detect_device, device_name, measure_peak_flops, precision_name
     from cot_lab.core.paths import home
-    from cot_lab.core.runs import RunStore
+    from cot_lab.core.runs import RunStore, default_root
 
     device = detect_device()
     amp = autocast_dtype(device)
@@ -26,32 +98,61 @@ def _doctor(args) -> int:
     print(f"peak fp32   {fp32 / 1e9:,.0f} GFLOP/s")
     if amp is not None:
         print(f"peak {str(amp).removeprefix('torch.')}  {measure_peak_flops(device, amp) / 1e9:,.0f} GFLOP/s")
-    store = RunStore()
     print(f"home        {home()}")
-    print(f"run store   {store.db_path}  ({len(store)} runs)")
+    try:
+        store = RunStore(create=False)
+        print(f"run store   {store.root}  ({len(store)} runs)")
+    except FileNotFoundError:  # doctor only looks: `train` and `sweep` create the store
+        print(f"run store   {default_root()}  (none yet: `cot-lab train` or `cot-lab sweep` creates it)")
     return 0
 
 
 def _train(args) -> int:
     from cot_lab.core.accounting import count_params, flops_per_token
     from cot_lab.core.shapes import preset
-    from cot_lab.data import load_corpus
-    from cot_lab.core.runs import RunStore
     from cot_lab.core.training import train
 
-    corpus = load_corpus(args.corpus)
+    device = _device(args.device)
+    corpus = _load_corpus(args.corpus)
     cfg = preset(args.params, vocab_size=corpus.vocab_size, seq_len=args.seq_len)
-    budget = {k: getattr(args, k) for k in ("flops", "tokens", "seconds") if getattr(args, k) is not None}
     n = count_params(cfg)
+    _check_size(args.params, n.total, cfg)
+    budget = {k: getattr(args, k) for k in ("flops", "tokens", "seconds") if getattr(args, k) is not None}
     print(f"model  d_model={cfg.d_model} n_layer={cfg.n_layer} n_head={cfg.n_head}: {n.total:,} params "
           f"({n.non_embedding:,} non-embedding), {flops_per_token(cfg):.3g} FLOPs/token")
-    store = None if args.no_store else RunStore()
-    run = train(cfg, corpus, seed=args.seed, batch_size=args.batch_size, store=store, device=args.device, **budget)
+    store = None if args.no_store else _store(None, create=True)
+    run = train(cfg, corpus, seed=args.seed, batch_size=args.batch_size, store=store, device=device, **budget)
     floor = f"  (entropy floor {run.entropy:.4f})" if run.entropy is not None else ""
     print(f"run    {run.run_id}  status={run.status}{'  (from store)' if run.from_store else ''}")
     print(f"       {run.tokens:,} tokens, {run.flops:.3g} FLOPs, {run.wall_s:.1f} s on {run.device} ({run.precision})")
     print(f"       final validation loss {run.final_val_loss:.4f} nats/token{floor}")
     return 0 if run.status == "ok" else 1
+
+
+def _device(name: str | None):
+    """--device as a torch.device that exists here, checked before anything is loaded or created."""
+    from cot_lab.core.device import resolve_device
+
+    try:
+        return resolve_device(name)
+    except ValueError as error:
+        # None is the library's Python default; on the command line the same default is spelled 'auto'
+        raise CliError(in_flag_terms(str(error), {"device": "--device"}).replace("'auto' (or None)", "'auto'")) from None
+
+
+# The shape ladder picks the nearest shape in log-parameters; one 2x or more away means the target is
+# outside what it builds, which must be said rather than trained quietly at another size.
+SIZE_SLACK = 2.0
+
+
+def _check_size(target: float, built: int, cfg) -> None:
+    if built * SIZE_SLACK < target:
+        raise CliError(f"--params {target:g} is more than the largest model the kit builds ({built:,} parameters: "
+                       f"d_model {cfg.d_model}, {cfg.n_layer} layers); give --params {built:.2g} or less")
+    if built > SIZE_SLACK * target:
+        raise CliError(f"--params {target:g} is less than the smallest model the kit builds ({built:,} parameters: "
+                       f"d_model {cfg.d_model}, {cfg.n_layer} layer{'s' if cfg.n_layer > 1 else ''}, at this "
+                       f"vocabulary); give --params {built:.2g} or more")
 
 
 def _print_frame(frame) -> None:
@@ -62,20 +163,18 @@ def _print_frame(frame) -> None:
 
 
 def _sweep_runs(args):
-    """Plan and run the sweep of `args` (profile, optional budgets/sizes); returns (profile, SweepResult)."""
-    from cot_lab.data import load_corpus
+    """Plan and run the sweep of `args` (profile, optional budgets/sizes); returns (profile, corpus, store, result)."""
     from cot_lab.core.profiles import profile
-    from cot_lab.core.runs import RunStore
     from cot_lab.core.executor import default_workers
     from cot_lab.scaling.sweep import isoflop_plan, run_sweep
 
     prof = profile(args.profile)
-    corpus = load_corpus(args.corpus)
+    corpus = _load_corpus(args.corpus)
     plan = isoflop_plan(args.budgets or prof.sweep_budgets, args.sizes or prof.sweep_sizes,
                         tokens_per_param=args.tokens_per_param or prof.sweep_tokens_per_param,
                         seq_len=prof.seq_len, vocab_size=corpus.vocab_size)
     print(f"sweep  profile={prof.name}: {len(plan)} runs, {len(plan.budgets)} budgets, {plan.total_flops:.3g} FLOPs in all")
-    store = RunStore(args.store) if args.store else RunStore()
+    store = _store(args.store, create=True)
     result = run_sweep(plan, corpus, store, seed=args.seed, eval_sequences=prof.eval_sequences,
                        workers=args.workers or default_workers())
     return prof, corpus, store, result
@@ -108,14 +207,21 @@ def _print_fit(fit) -> None:
 def _fit(args) -> int:
     from cot_lab.scaling.sweep_fit import fit_sweep
     from cot_lab.core.results import load_results
-    from cot_lab.core.runs import RunStore
 
     if args.precomputed:
         runs = load_results(args.precomputed)["runs"]
+        where = f"--precomputed {args.precomputed}"
     else:
-        runs = [r for r in (RunStore(args.store) if args.store else RunStore()).runs(status="ok")
-                if r.corpus == args.corpus and r.budget["kind"] == "flops"]
-    _print_fit(fit_sweep(runs, bootstrap=args.bootstrap))
+        store = _store(args.store, create=False)
+        stored = store.runs()
+        runs = [r for r in stored if r.status == "ok" and r.corpus == args.corpus and r.budget["kind"] == "flops"]
+        where = (f"--store {store.root} ({len(runs)} of its {len(stored)} runs finished on --corpus {args.corpus} "
+                 f"with a FLOP budget)")
+    try:
+        fit = fit_sweep(runs, bootstrap=args.bootstrap)
+    except ValueError as error:
+        raise CliError(f"{where}: {in_flag_terms(str(error), _flags_of(args))}") from None
+    _print_fit(fit)
     return 0
 
 
@@ -153,19 +259,20 @@ def _precompute(args) -> int:
 
 
 def _add_sweep_args(parser) -> None:
-    parser.add_argument("--profile", default=None, help="smoke | laptop | gpu (default: $COT_LAB_PROFILE, else auto)")
+    parser.add_argument("--profile", default=None, choices=(*PROFILES, "auto"),
+                        help="(default: $COT_LAB_PROFILE, else auto: gpu with CUDA, else laptop)")
     parser.add_argument("--budgets", type=float, nargs="+", help="FLOP budgets (default: the profile's)")
     parser.add_argument("--sizes", type=int, help="model sizes per budget (default: the profile's)")
     parser.add_argument("--tokens-per-param", type=float, help="guess of the optimal tokens/param that centres the sizes")
-    parser.add_argument("--corpus", default="synthetic", help="synthetic | python-docs | python-code | a path")
-    parser.add_argument("--store", default=None, help="run store folder (default: under $COT_LAB_HOME)")
+    parser.add_argument("--corpus", default="synthetic", help=CORPUS_HELP)
+    parser.add_argument("--store", default=None, help="run store folder, created if missing (default: under $COT_LAB_HOME)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None,
                         help="runs side by side (default: one per CPU core without a GPU, else 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cot-lab", description="cot-lab: compute-optimal training, by doing it")
+    parser = _Parser(prog="cot-lab", description="cot-lab: compute-optimal training, by doing it")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="device, measured peak FLOP/s, versions, store path").set_defaults(func=_doctor)
     tr = sub.add_parser("train", help="train one model under a budget")
@@ -174,19 +281,22 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--flops", type=float, help="training FLOPs budget, e.g. 1e12")
     budget.add_argument("--tokens", type=float, help="training tokens budget")
     budget.add_argument("--seconds", type=float, help="wall-clock budget in seconds")
-    tr.add_argument("--corpus", default="synthetic", help="synthetic | python-docs | python-code | a path")
+    tr.add_argument("--corpus", default="synthetic", help=CORPUS_HELP)
     tr.add_argument("--seq-len", type=int, default=128)
     tr.add_argument("--batch-size", type=int, default=16)
     tr.add_argument("--seed", type=int, default=0)
-    tr.add_argument("--device", default=None, help="auto (default), cpu, cuda, mps")
-    tr.add_argument("--no-store", action="store_true", help="do not read or write the run store")
+    tr.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    tr.add_argument("--no-store", action="store_true",
+                    help="do not read or write the run store (by default it is under $COT_LAB_HOME, created if missing)")
     tr.set_defaults(func=_train)
     sw = sub.add_parser("sweep", help="run an IsoFLOP sweep (resumes from the store)")
     _add_sweep_args(sw)
     sw.set_defaults(func=_sweep)
     fi = sub.add_parser("fit", help="fit scaling laws (Approaches 1-3) to stored or shipped runs")
-    fi.add_argument("--store", default=None, help="run store folder (default: under $COT_LAB_HOME)")
-    fi.add_argument("--precomputed", default=None, help="fit a shipped result set instead, e.g. laptop")
+    source = fi.add_mutually_exclusive_group()
+    source.add_argument("--store", default=None,
+                        help="run store folder that `train` or `sweep` wrote; never created (default: under $COT_LAB_HOME)")
+    source.add_argument("--precomputed", default=None, help="fit a shipped result set instead, e.g. laptop")
     fi.add_argument("--corpus", default="synthetic", help="which corpus's runs to fit (stored runs only)")
     fi.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for intervals (default 200)")
     fi.set_defaults(func=_fit)
@@ -199,13 +309,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `cot-lab` console script."""
-    args = build_parser().parse_args(argv)
+    """Entry point of the `cot-lab` console script; returns the exit status (2 for a usage error)."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit:  # argparse's own errors and --help: their status, here as from any other error
+        return exit.code if isinstance(exit.code, int) else 0
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"cot-lab: error: {error}", file=sys.stderr)
-        return 2
+    except CliError as error:
+        message = str(error)
+    except (ValueError, FileNotFoundError) as error:  # the library's checks name its arguments: name the flags
+        message = in_flag_terms(str(error), _flags_of(args))
+    print(f"cot-lab {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

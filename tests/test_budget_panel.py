@@ -10,6 +10,7 @@ from cot_lab.budgets.plots import accounting_figure, accounting_ratios
 from cot_lab.budgets.panel import budget_panel
 from cot_lab.budgets.readout import budget_readout
 from cot_lab.ui.format import long_duration
+from cot_lab.ui.figure_check import assert_readable
 
 H100_HOUR_AT_40 = 989.4e12 * 0.4 * 3600  # FLOPs: dense BF16 peak (glennklockwood.com) x MFU x seconds
 PEAK = 1e11  # FLOP/s given to the panel so that tests never measure the machine
@@ -213,6 +214,7 @@ def test_accounting_figure_has_a_panel_per_context():
     fig = accounting_figure([1e4, 1e6], seq_lens=(128, 8192))
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert [len(line.get_xdata()) for line in fig.axes[1].lines] == [2, 2, 2, 2]
+    assert_readable(fig)
     with pytest.raises(ValueError, match="seq_len="):
         accounting_ratios([1e4], seq_len=0)
 

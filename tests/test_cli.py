@@ -1,12 +1,13 @@
 """The `cot-lab` command as an instructor uses it."""
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
 import cot_lab as cl
-from cot_lab.cli import main
+from cot_lab.cli import in_flag_terms, main
 
 
 def _cli(*args, home):
@@ -20,7 +21,9 @@ def test_doctor_reports_device_peak_and_store(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "device      cpu" in result.stdout or "device      cuda" in result.stdout
     assert "GFLOP/s" in result.stdout
-    assert str(tmp_path / "runs" / "runs.sqlite") in result.stdout
+    # doctor only looks: a fresh home has no store yet, and doctor does not make one
+    assert f"run store   {tmp_path / 'runs'}  (none yet" in result.stdout
+    assert not (tmp_path / "runs").exists()
     # the measured peak was cached for the next time
     assert (tmp_path / "peak_flops.json").exists()
 
@@ -30,8 +33,9 @@ def test_train_command_trains_and_stores_then_hits_the_cache(tmp_path):
     first = _cli(*args, home=tmp_path)
     assert first.returncode == 0, first.stderr
     assert "status=ok" in first.stdout and "final validation loss" in first.stdout
+    assert f"store  {tmp_path / 'runs' / 'runs.sqlite'}: new, created by this command" in first.stdout
     second = _cli(*args, home=tmp_path)
-    assert "(from store)" in second.stdout
+    assert "(from store)" in second.stdout and "created" not in second.stdout
     store = cl.RunStore(tmp_path / "runs")
     (run,) = store.runs()
     assert run.budget == {"kind": "flops", "value": 2e10}
@@ -39,17 +43,87 @@ def test_train_command_trains_and_stores_then_hits_the_cache(tmp_path):
     assert f"{run.final_val_loss:.4f}" in first.stdout
 
 
+def _error_line(capsys) -> str:
+    """The one line a failed command wrote: stderr must hold nothing else (no usage block, no traceback)."""
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err + captured.out
+    return lines[0]
+
+
 @pytest.mark.parametrize("args, words", [
-    (("train", "--params", "-5", "--flops", "1e12"), ["n_params=-5"]),
-    (("train", "--params", "1e5", "--flops", "1e3"), ["too small for one step"]),
-    (("train", "--params", "1e5", "--flops", "1e12", "--corpus", "wikipedia"), ["corpus", "synthetic"]),
+    (("train", "--params", "-5", "--flops", "1e12"), ["cot-lab train: error: --params -5", "positive"]),
+    (("train", "--params", "1e5", "--flops", "1e3"),
+     ["cot-lab train: error: --flops 1e+03 is too small for one step", "--batch-size 16 x --seq-len 128"]),
+    (("train", "--params", "1e5", "--flops", "1e12", "--corpus", "wikipedia"),
+     ["cot-lab train: error: --corpus 'wikipedia' is not a corpus", "'synthetic', 'python-docs', 'python-code'"]),
+    (("train", "--params", "1e5", "--flops", "1e12", "--device", "tpu"),
+     ["cot-lab train: error: --device 'tpu'", "'cpu', 'cuda'"]),
+    (("train", "--params", "1e5"), ["cot-lab train: error: one of the arguments --flops --tokens --seconds is required"]),
+    (("sweep", "--profile", "huge"),
+     ["cot-lab sweep: error: argument --profile: invalid choice: 'huge'", "'smoke', 'laptop', 'gpu', 'auto'"]),
+    (("sweep", "--profile", "smoke", "--sizes", "2"), ["cot-lab sweep: error: --sizes 2", ">= 3"]),
+    (("fit", "--precomputed", "nosuch"), ["cot-lab fit: error:", "--precomputed 'nosuch'", "'laptop'"]),
 ])
-def test_bad_arguments_give_a_clear_error_and_exit_code_2(args, words, capsys, monkeypatch, tmp_path):
+def test_bad_arguments_give_one_line_naming_the_flag_and_exit_code_2(args, words, capsys, monkeypatch, tmp_path):
     monkeypatch.setenv("COT_LAB_HOME", str(tmp_path))
     assert main(list(args)) == 2
-    err = capsys.readouterr().err
+    line = _error_line(capsys)
     for word in words:
-        assert word in err
+        assert word in line, line
+    assert "None" not in line and "name=" not in line and "n_params=" not in line
+
+
+def test_too_large_a_model_is_an_error_not_a_quiet_cap(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COT_LAB_HOME", str(tmp_path))
+    assert main(["train", "--params", "1e12", "--flops", "1e20", "--no-store"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("cot-lab train: error: --params 1e+12 is more than the largest model the kit builds")
+    largest = int(re.search(r"\(([0-9,]+) parameters", line).group(1).replace(",", ""))
+    # the preset's widest, deepest shape: d_model 2048 x 32 layers, about 12 x 32 x 2048^2 = 1.6e9 weights
+    assert largest == pytest.approx(12 * 32 * 2048 ** 2, rel=0.05)
+    assert "give --params 1.6e+09 or less" in line
+    assert main(["train", "--params", "10", "--flops", "1e20", "--no-store"]) == 2
+    assert "is less than the smallest model the kit builds" in _error_line(capsys)
+
+
+def test_offline_hub_corpus_is_one_line_naming_the_flag_and_the_offline_choices(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COT_LAB_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the loader then refuses at once, before any network call
+    assert main(["train", "--corpus", "hf:nosuch/dataset", "--flops", "1e12", "--no-store"]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("cot-lab train: error: --corpus hf:nosuch/dataset: Could not reach the Hugging Face hub")
+    assert "HF_HUB_OFFLINE=1 is set" in line
+    assert "use --corpus synthetic, python-docs, python-code or a path" in line and "load_corpus(" not in line
+
+
+def test_fit_of_a_mistyped_store_is_an_error_and_creates_nothing(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COT_LAB_HOME", str(tmp_path / "home"))
+    typo = tmp_path / "stroe"
+    assert main(["fit", "--store", str(typo)]) == 2
+    line = _error_line(capsys)
+    assert line == (f"cot-lab fit: error: --store {typo} holds no run store; give a folder that `cot-lab train` or "
+                    f"`cot-lab sweep --store` wrote (only they create one)")
+    assert not typo.exists()
+    assert main(["fit"]) == 2  # the default store, never written: the same error, with the folder it looked in
+    assert f"no --store given, and the default folder {tmp_path / 'home' / 'runs'} holds no run store" in _error_line(capsys)
+    assert not (tmp_path / "home" / "runs").exists()
+
+
+def test_fit_of_a_store_with_too_few_runs_says_which_store_and_what_it_holds(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COT_LAB_HOME", str(tmp_path))
+    cl.RunStore(tmp_path / "store")
+    assert main(["fit", "--store", str(tmp_path / "store"), "--corpus", "python-docs"]) == 2
+    line = _error_line(capsys)
+    assert f"--store {tmp_path / 'store'} (0 of its 0 runs finished on --corpus python-docs with a FLOP budget)" in line
+    assert "need at least 5 finished runs" in line
+
+
+def test_in_flag_terms_names_only_whole_argument_names():
+    flags = {"flops": "--flops", "batch_size": "--batch-size", "budgets[]": "--budgets"}
+    assert (in_flag_terms("flops=1e3 too small for batch_size=16; max_flops=2 budgets[]=-1", flags)
+            == "--flops 1e3 too small for --batch-size 16; max_flops=2 --budgets -1")
 
 
 def test_sweep_fit_and_precompute_commands(tmp_path):
@@ -58,6 +132,7 @@ def test_sweep_fit_and_precompute_commands(tmp_path):
                   "--store", str(tmp_path / "store"))
     first = _cli("sweep", *sweep_args, home=tmp_path)
     assert first.returncode == 0, first.stderr
+    assert f"store  {tmp_path / 'store' / 'runs.sqlite'}: new, created by this command" in first.stdout
     assert "sweep  profile=smoke: 6 runs, 2 budgets" in first.stdout
     store = cl.RunStore(tmp_path / "store")
     assert len(store) == 6 and all(r.status == "ok" for r in store.runs())

@@ -15,6 +15,7 @@ import torch
 import cot_lab as cl
 from cot_lab import compress as C
 from cot_lab.compress.targets import block_linears
+from cot_lab.ui.figure_check import assert_readable
 
 CFG = dict(d_model=64, n_layer=2, n_head=4, seq_len=64)
 EVAL = 64  # validation sequences behind every loss here
@@ -334,6 +335,8 @@ def test_quality_curves_panel_and_figures(trained, synthetic):
     figures = [plots.quality_vs_sparsity(curves, floor=3.0), plots.latency_ratios(frame),
                plots.size_quality_frontier({"a": (100, 4.0), "b": (50, 4.2), "c": (80, 4.5)})]
     assert all(isinstance(f, Figure) for f in figures)
+    for fig in figures:
+        assert_readable(fig)
 
 
 def test_prune_or_train_small_spends_equal_flops_on_equal_shapes(synthetic):
@@ -351,3 +354,101 @@ def test_prune_or_train_small_spends_equal_flops_on_equal_shapes(synthetic):
     assert recover_step["step"] == "recover" and recover_step["flops"] <= 0.25 * run.flops
     assert recover_step["flops"] > 0.9 * 0.25 * run.flops
     assert out["recovered_loss"] < out["pruned_loss"]
+
+
+# ------------------------------------------------------------------ speed ratios measured side by side
+class FakeClock:
+    """A clock that a timed call advances: a call costs its model's base seconds times the machine's load now."""
+
+    def __init__(self, load):
+        self.now, self.calls, self.load = 0.0, [], load
+
+    def __call__(self) -> float:
+        return self.now
+
+    def work(self, label: str, base_s: float):
+        def fn():
+            self.now += base_s * self.load(len(self.calls))
+            self.calls.append(label)
+        return fn
+
+
+def test_latencies_are_timed_in_interleaved_rounds_and_ratios_survive_a_busy_machine():
+    # The machine gets 3x slower half-way (another job starts): A B A B ... meets it with both models alike.
+    clock = FakeClock(lambda n: 1.0 if n < 10 else 3.0)
+    medians = C.metrics.interleaved_medians({"dense": clock.work("dense", 0.010), "pruned": clock.work("pruned", 0.011)},
+                                            repeats=9, warmup=1, clock=clock)
+    assert clock.calls == ["dense", "pruned"] * 10  # one warm-up round, then 9 timed rounds, alternating
+    assert medians["pruned"] / medians["dense"] == pytest.approx(1.1, rel=1e-9)
+    # what the old panel did: the baseline timed once before the load, the candidate after it
+    stale = C.metrics.interleaved_medians({"p": clock.work("p", 0.011)}, repeats=9, warmup=1, clock=clock)
+    assert stale["p"] / 0.010 == pytest.approx(3.3)  # reads as 3.3x slower: the machine, not the model
+    with pytest.raises(ValueError, match="fns"):
+        C.metrics.interleaved_medians({}, repeats=3, warmup=0)
+    with pytest.raises(ValueError, match="repeats"):
+        C.metrics.interleaved_medians({"a": lambda: None}, repeats=0, warmup=0)
+
+
+def test_compare_and_the_panel_time_their_models_side_by_side(trained, synthetic, monkeypatch):
+    from cot_lab.compress import panel as panel_module
+    from cot_lab.compress.panel import prune_panel
+
+    seen = []
+    real = C.metrics.interleaved_medians
+
+    def recording(fns, **kw):
+        seen.append(list(fns))
+        return real(fns, **kw)
+
+    monkeypatch.setattr(C.metrics, "interleaved_medians", recording)
+    models = {"dense": trained, "mlp": cl.prune(fresh(trained), 0.5, "mlp"), "zeros": cl.prune(fresh(trained), 0.5)}
+    frame = C.compare(models, synthetic, n_sequences=8, repeats=2, warmup=0, n_tokens=2, batch_size=2)
+    assert seen == [["dense", "mlp", "zeros"]] * 2  # scoring, then generation: every model in the same rounds
+    assert frame.loc["mlp", "score_ratio"] == frame.loc["mlp", "score_s"] / frame.loc["dense", "score_s"]
+
+    panel = prune_panel(trained, synthetic, n_sequences=8, repeats=1, n_tokens=2)
+    seen.clear()
+    rounds = iter(range(1, 100))
+    monkeypatch.setattr(panel_module, "latencies", lambda models, **kw: {
+        k: {"score_s": 1e-3 * (i := next(rounds)), "generate_s": 1e-2 * i} for k in models})
+    panel.set(0.7, "magnitude (per matrix)")
+    assert (panel.dense.score_s, panel.last.score_s) == (1e-3, 2e-3)  # both from this one measurement
+    panel.set(0.5, "heads")
+    assert (panel.dense.score_s, panel.last.score_s) == (3e-3, 4e-3)  # the dense time is never a stale one
+    assert "× 1.33" in panel.table.value
+
+
+def test_every_table_reads_one_loss_per_pruned_model(trained, synthetic):
+    from cot_lab.compress import study
+
+    curves = study.quality_curves(trained, synthetic, sparsities=(0.5,), n_sequences=16).set_index(["method", "requested"])
+    variants = {"dense": trained, **{label: study.pruned_copy(trained, synthetic, label, 0.5)
+                                     for label in ("magnitude (per matrix)", "heads", "mlp neurons")}}
+    frame = C.compare(variants, synthetic, n_sequences=16, latency=False)
+    for label in ("magnitude (per matrix)", "heads", "mlp neurons"):
+        assert frame.loc[label, "val_loss"] == curves.loc[(label, 0.5), "val_loss"], label
+    with pytest.raises(ValueError, match="label='wanda'"):
+        study.pruned_copy(trained, synthetic, "wanda", 0.5)
+
+
+# ------------------------------------------------------------------ notebook 02: shares of wall time that are true
+def _timed_run(i: int, wall_s: float, train_s: float, from_store: bool = False):
+    cfg = cl.ModelConfig(d_model=16, n_layer=1, n_head=1, vocab_size=512, seq_len=32)
+    return cl.Run(run_id=f"r{i}", config=cfg, corpus="synthetic", corpus_fingerprint="x",
+                  budget={"kind": "flops", "value": 1e9}, hparams={}, wall_s=wall_s, train_s=train_s,
+                  from_store=from_store)
+
+
+def test_sweep_shares_are_of_the_runs_own_time_when_runs_run_side_by_side():
+    from cot_lab.scaling.sweep import SweepResult
+
+    # two workers: 4 runs of 100 s (90 s training each) in 210 s of wall time, plus one run from the store
+    result = SweepResult([_timed_run(i, 100.0, 90.0) for i in range(4)] + [_timed_run(9, 5.0, 4.0, True)],
+                         wall_s=210.0)
+    assert result.train_s == 360.0 and result.runs_s == 400.0
+    assert result.train_s / result.wall_s > 1.7  # the old "share of wall time": 171%, not a share at all
+    assert result.train_share == pytest.approx(0.9) and result.concurrency == pytest.approx(400 / 210)
+    assert result.timing() == ("5 runs in 210 s (4 trained now, 1.9 at a time on average); 90% of those runs' "
+                               "own 400 s was training steps, the rest evaluation and bookkeeping")
+    cached = SweepResult([_timed_run(0, 100.0, 90.0, True)], wall_s=0.2)
+    assert math.isnan(cached.train_share) and "nothing trained now" in cached.timing()

@@ -2,6 +2,8 @@
 import math
 
 import numpy as np
+import threading
+
 import pytest
 
 import cot_lab as cl
@@ -65,24 +67,26 @@ def tiny_plan():
     return sw.isoflop_plan([2e9, 6e9], 3, tokens_per_param=20, seq_len=32)
 
 
-def test_sweep_resumes_after_an_interrupt(synthetic, tmp_path, monkeypatch):
+@pytest.mark.parametrize("how", ["interrupt", "stop button"])
+def test_sweep_resumes_after_an_interrupt(synthetic, tmp_path, how):
     store = cl.RunStore(tmp_path / "store")
     plan = tiny_plan()
-    calls = {"steps": 0}
-    original = sw._SweepBar.on_step
+    stop, seen = threading.Event(), []
 
-    def stop_in_fourth_run(self, state):
-        original(self, state)
-        calls["steps"] += 1
-        if self.done == 3 and state.step == 5:
-            raise KeyboardInterrupt  # the notebook's Stop button, in the middle of run 4
+    def report(fraction, text, force=False):  # what a panel's bar receives, after every step of run 4 too
+        seen.append((fraction, text))
+        if text.startswith("3 of 6 runs done · 1 training") and sum(t == text for _, t in seen) == 5:
+            if how == "interrupt":
+                raise KeyboardInterrupt  # the notebook's Stop, in the middle of run 4
+            stop.set()  # the panel's Stop button
 
-    monkeypatch.setattr(sw._SweepBar, "on_step", stop_in_fourth_run)
-    first = sw.run_sweep(plan, synthetic, store, progress=False)
+    first = sw.run_sweep(plan, synthetic, store, progress=False, report=report, stop=stop)
     assert first.interrupted and len(first.runs) == 4
     assert [r.status for r in first.runs] == ["ok"] * 3 + ["interrupted"]
+    assert first.runs[3].steps == 5  # either way, no step after the one that saw the Stop
     assert store.get(first.runs[3].run_id).status == "interrupted"
-    monkeypatch.setattr(sw._SweepBar, "on_step", original)
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[-1] < 1  # one bar, only forwards, not finished
 
     second = sw.run_sweep(plan, synthetic, store, progress=False)
     assert not second.interrupted and len(second.runs) == len(plan)

@@ -9,6 +9,7 @@ from cot_lab.ui import figures as plots
 from cot_lab.core import profiles
 from cot_lab.start import panel as widgets
 from cot_lab.core.callbacks import TrainState
+from cot_lab.ui.figure_check import assert_readable
 from cot_lab.ui.format import duration
 from cot_lab.ui.live import LiveLossPlot
 
@@ -201,6 +202,7 @@ def test_loss_curve_figure():
     assert "entropy floor 3.500" in labels and "a (validation)" in labels
     low, high = ax.get_ylim()
     assert low < 3.5 < 4.0 < high  # the floor is visible
+    assert_readable(fig, must_show_y=[train[0][2]])  # the first step's loss is not clipped away
     assert plots.figure_png(fig)[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="runs_or_curves"):
         plots.loss_curve("not a run")

@@ -72,5 +72,6 @@ def accounting_figure(sizes: Sequence[float] | None = None, seq_lens: Sequence[i
         ax.set_xlabel("model size N (parameters)")
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("training FLOPs per token / 6N")
-    axes[-1].legend(loc="upper right", fontsize="small")
+    # Below the panels: inside, some sizes put the curves' points under it.
+    fig.legend(*axes[-1].get_legend_handles_labels(), loc="outside lower center", ncols=len(CURVES), fontsize="small")
     return fig

@@ -6,6 +6,9 @@
 - Latency: the median of `repeats` timed calls after `warmup` untimed ones (first calls pay for
   allocations and kernel selection), for scoring a batch (one forward) and for generating tokens
   with `model.generate` (greedy, KV cache on). Seconds, wall clock, on the model's device.
+- Speed ratios are measured side by side, never against a baseline timed earlier: `latencies` times every
+  model of a comparison in interleaved rounds (A B A B ...), so a machine that gets busier mid-way slows all
+  of them alike; a ratio is the candidate's median over the baseline's median from the same rounds.
 """
 from __future__ import annotations
 
@@ -93,21 +96,31 @@ def n_params(model) -> int:
     return sum(p.numel() for p in model.parameters()) + extra
 
 
-def _timed(fn, repeats: int, warmup: int, device: torch.device) -> float:
-    """Median wall seconds of `fn()` over `repeats` calls after `warmup` calls."""
-    repeats = validate.integer("repeats", repeats, hint="timed calls, e.g. 5")
-    warmup = validate.integer("warmup", warmup, low=0, hint="untimed calls first, e.g. 2")
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+def interleaved_medians(fns: dict, *, repeats: int, warmup: int, device: torch.device | None = None,
+                       clock=time.perf_counter) -> dict[str, float]:
+    """Median wall seconds of each callable of {label: fn}, timed side by side in rounds.
+
+    `warmup` untimed rounds, then `repeats` timed rounds; every round calls each fn once, in the dict's order
+    (A B A B ... for two), so load that comes and goes on the machine lands on all of them alike. `clock`
+    (seconds) is there for tests; CUDA work is synchronised around every timed call.
+    """
+    repeats = validate.integer("repeats", repeats, hint="timed rounds, e.g. 5")
+    warmup = validate.integer("warmup", warmup, low=0, hint="untimed rounds first, e.g. 2")
+    if not isinstance(fns, dict) or not fns or not all(callable(f) for f in fns.values()):
+        raise ValueError("fns must be a non-empty dict {label: callable} of the calls to time side by side")
+    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {label: [] for label in fns}
     for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for label, fn in fns.items():
+            sync()
+            t0 = clock()
+            fn()
+            sync()
+            times[label].append(clock() - t0)
+    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def _tokens(model, batch_size: int, length: int) -> torch.Tensor:
@@ -117,34 +130,69 @@ def _tokens(model, batch_size: int, length: int) -> torch.Tensor:
     return ids.to(next(model.parameters()).device)
 
 
-def score_latency(model, *, batch_size: int = 8, seq_len: int | None = None, repeats: int = 10,
-                  warmup: int = 2) -> float:
-    """Median seconds for one forward pass over a batch of `batch_size` x `seq_len` tokens (default: the context)."""
+def _score_call(model, batch_size: int, seq_len: int | None):
+    """A callable that scores one batch of `batch_size` x `seq_len` tokens (default: the context) with `model`."""
+    batch_size = validate.integer("batch_size", batch_size, hint="sequences per batch, e.g. 8")
     seq_len = int(model.config.max_position_embeddings) if seq_len is None else seq_len
     ids = _tokens(model, batch_size, seq_len)
     model.eval()
 
-    def run():
+    def call():
         with torch.inference_mode():
             model(input_ids=ids)
 
-    return _timed(run, repeats, warmup, ids.device)
+    return call
 
 
-def generate_latency(model, *, n_tokens: int = 32, prompt_len: int = 16, batch_size: int = 1, repeats: int = 5,
-                     warmup: int = 1) -> float:
-    """Median seconds to generate `n_tokens` tokens greedily after a `prompt_len`-token prompt, KV cache on."""
+def _generate_call(model, n_tokens: int, prompt_len: int, batch_size: int):
+    """A callable that generates `n_tokens` tokens greedily after a `prompt_len`-token prompt, KV cache on."""
     n_tokens = validate.integer("n_tokens", n_tokens, hint="tokens to generate, e.g. 32")
     prompt_len = validate.integer("prompt_len", prompt_len, hint="prompt tokens, e.g. 16")
     batch_size = validate.integer("batch_size", batch_size, hint="prompts at once, e.g. 1")
     ids = _tokens(model, batch_size, prompt_len)
     model.eval()
 
-    def run():
+    def call():
         with torch.inference_mode():
             generate(model, ids, n_tokens)
 
-    return _timed(run, repeats, warmup, ids.device)
+    return call
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def score_latency(model, *, batch_size: int = 8, seq_len: int | None = None, repeats: int = 10,
+                  warmup: int = 2) -> float:
+    """Median seconds for one forward pass over a batch of `batch_size` x `seq_len` tokens (default: the context)."""
+    call = _score_call(model, batch_size, seq_len)
+    return interleaved_medians({"model": call}, repeats=repeats, warmup=warmup, device=_device(model))["model"]
+
+
+def generate_latency(model, *, n_tokens: int = 32, prompt_len: int = 16, batch_size: int = 1, repeats: int = 5,
+                     warmup: int = 1) -> float:
+    """Median seconds to generate `n_tokens` tokens greedily after a `prompt_len`-token prompt, KV cache on."""
+    call = _generate_call(model, n_tokens, prompt_len, batch_size)
+    return interleaved_medians({"model": call}, repeats=repeats, warmup=warmup, device=_device(model))["model"]
+
+
+def latencies(models: dict, *, batch_size: int = 8, n_tokens: int = 32, repeats: int = 5,
+              warmup: int = 2) -> dict[str, dict[str, float]]:
+    """Latencies of every model of {label: model}, timed side by side: {label: {"score_s": ..., "generate_s": ...}}.
+
+    Scoring (one forward of batch_size x context tokens) is timed in interleaved rounds over all the models,
+    then generation (n_tokens greedy tokens after a 16-token prompt); medians in seconds. Ratios between
+    these numbers are fair: every model met the same machine at the same moments.
+    """
+    if not isinstance(models, dict) or not models:
+        raise ValueError("models must be a non-empty dict {label: model}, e.g. {'dense': model, 'pruned': pruned}")
+    device = _device(next(iter(models.values())))
+    score = interleaved_medians({k: _score_call(m, batch_size, None) for k, m in models.items()},
+                                repeats=repeats, warmup=warmup, device=device)
+    gen = interleaved_medians({k: _generate_call(m, n_tokens, 16, 1) for k, m in models.items()},
+                              repeats=repeats, warmup=max(1, warmup // 2), device=device)
+    return {k: {"score_s": score[k], "generate_s": gen[k]} for k in models}
 
 
 def generate(model, input_ids: torch.Tensor, n_tokens: int) -> torch.Tensor:
@@ -183,24 +231,29 @@ def measure(model, corpus: Corpus, *, n_sequences: int = DEFAULT_EVAL_SEQUENCES,
         raise ValueError(f"model={type(model).__name__} must be a model (torch nn.Module), e.g. run.load_model()")
     loss = evaluate_loss(model, corpus, n_sequences=n_sequences)
     sparse = sparse_bytes(model)
-    score_s = gen_s = float("nan")
-    if latency:
-        score_s = score_latency(model, batch_size=batch_size, repeats=repeats, warmup=warmup)
-        gen_s = generate_latency(model, n_tokens=n_tokens, repeats=repeats, warmup=max(1, warmup // 2))
-    return Measurement(loss, n_params(model), disk_bytes(model), sparse["csr"], sparse["bitmask"], score_s, gen_s)
+    timed = latencies({"model": model}, batch_size=batch_size, n_tokens=n_tokens, repeats=repeats,
+                      warmup=warmup)["model"] if latency else {"score_s": float("nan"), "generate_s": float("nan")}
+    return Measurement(loss, n_params(model), disk_bytes(model), sparse["csr"], sparse["bitmask"], **timed)
 
 
 def compare(models: dict, corpus: Corpus, **measure_kw):
     """Measure every model of {label: model}; a DataFrame, one row each, with ratios to the first (the baseline).
 
     Ratios: size_ratio = disk_bytes / baseline's, score_ratio and generate_ratio = latency / baseline's
-    (below 1 = faster), loss_delta = val_loss - baseline's (nats/token).
+    (below 1 = faster), loss_delta = val_loss - baseline's (nats/token). The latencies of all the models are
+    timed side by side in the same rounds (`latencies`), so every ratio compares measurements of one moment.
     """
     import pandas as pd
 
     if not isinstance(models, dict) or not models:
         raise ValueError("models must be a non-empty dict {label: model}; the first entry is the baseline")
-    frame = pd.DataFrame([{"model": label, **measure(m, corpus, **measure_kw).to_dict()} for label, m in models.items()])
+    latency = measure_kw.pop("latency", True)
+    timing = {k: measure_kw.pop(k) for k in ("batch_size", "n_tokens", "repeats", "warmup") if k in measure_kw}
+    rows = {label: measure(m, corpus, latency=False, **measure_kw).to_dict() for label, m in models.items()}
+    if latency:
+        for label, timed in latencies(models, **timing).items():
+            rows[label].update(timed)
+    frame = pd.DataFrame([{"model": label, **row} for label, row in rows.items()])
     base = frame.iloc[0]
     frame["loss_delta"] = frame["val_loss"] - base["val_loss"]
     frame["size_ratio"] = frame["disk_bytes"] / base["disk_bytes"]

@@ -2,11 +2,14 @@
 
 Each change prunes a fresh copy of the model and measures it on this device: validation loss, size on
 disk (dense safetensors, and a bitmask sparse format), latency to score a batch and to generate tokens,
-each next to the dense model's. Errors are shown in the panel (ipywidgets would hide them in a log).
+each next to the dense model's. The two latencies of a row are timed side by side in the same interleaved
+rounds (`latencies`), never against a dense timing from earlier. Errors are shown in the panel (ipywidgets
+would hide them in a log).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import ipywidgets as W
 
@@ -14,7 +17,7 @@ from cot_lab.data.base import Corpus
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES
 from cot_lab.ui.format import kib
 from cot_lab.ui.panel import Panel, css_classes
-from cot_lab.compress.metrics import Measurement, measure
+from cot_lab.compress.metrics import Measurement, latencies, measure
 from cot_lab.compress.pruning import prune
 from cot_lab.compress.record import pruning_report
 
@@ -30,8 +33,9 @@ class PrunePanel(Panel):
         if not isinstance(corpus, Corpus):
             raise ValueError(f"corpus={corpus!r} must be a corpus from cl.load_corpus(...)")
         self.model, self.corpus = model, corpus
-        self.measure_kw = dict(n_sequences=n_sequences, repeats=repeats, warmup=2, n_tokens=n_tokens, batch_size=8)
-        self.dense: Measurement = measure(model, corpus, **self.measure_kw)
+        self.n_sequences = n_sequences
+        self.timing_kw = dict(repeats=repeats, warmup=2, n_tokens=n_tokens, batch_size=8)
+        self.dense: Measurement = measure(model, corpus, n_sequences=n_sequences, latency=False)  # timed in update()
         self.pruned_model = None
         self.last: Measurement | None = None
         style = {"description_width": "90px"}
@@ -74,7 +78,10 @@ class PrunePanel(Panel):
     def _update(self) -> None:
         method, scope = self.method.value
         pruned = prune(copy.deepcopy(self.model), self.sparsity.value, method, corpus=self.corpus, scope=scope)
-        self.pruned_model, self.last = pruned, measure(pruned, self.corpus, **self.measure_kw)
+        measured = measure(pruned, self.corpus, n_sequences=self.n_sequences, latency=False)
+        timed = latencies({"dense": self.model, "pruned": pruned}, **self.timing_kw)  # side by side, this moment
+        self.dense = dataclasses.replace(self.dense, **timed["dense"])
+        self.pruned_model, self.last = pruned, dataclasses.replace(measured, **timed["pruned"])
         self.table.value = self._table(pruning_report(pruned).attrs["achieved"])
         self.clear_error()
 

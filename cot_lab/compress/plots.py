@@ -1,4 +1,4 @@
-"""Figures of notebook 03, one function each, returning a matplotlib Figure (never pyplot: see cot_lab.plots)."""
+"""Figures of notebook 03, one function each, returning a matplotlib Figure (never pyplot: see cot_lab.ui.figures)."""
 from __future__ import annotations
 
 from matplotlib.figure import Figure
@@ -24,29 +24,34 @@ def quality_vs_sparsity(curves, *, floor: float | None = None, figsize=(6.4, 3.8
     return fig
 
 
-def size_quality_frontier(points, *, size: str = "disk_bytes", figsize=(6.4, 3.8)) -> Figure:
+MARKERS = "osD^vPX<>"
+
+
+def size_quality_frontier(points, *, size: str = "disk_bytes", figsize=(7.6, 4.0)) -> Figure:
     """Validation loss (nats/token) against size (bytes, log scale) for labelled points {label: (bytes, loss)},
-    with the lower-left frontier (no other point is both smaller and better) drawn through."""
-    fig = Figure(figsize=figsize)
+    with the lower-left frontier (no other point is both smaller and better) drawn through.
+
+    Each point gets its own colour and marker, named in a legend beside the axes: quantized and pruned
+    variants often share a size or a loss, so labels written next to the points would overprint.
+    """
+    fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     items = sorted(points.items(), key=lambda kv: kv[1][0])
-    for label, (nbytes, loss) in items:
-        ax.scatter(nbytes, loss, s=25)
-        ax.annotate(label, (nbytes, loss), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    for i, (label, (nbytes, loss)) in enumerate(items):
+        ax.scatter(nbytes, loss, s=30, color=f"C{i % 10}", marker=MARKERS[i % len(MARKERS)], label=label, zorder=3)
     frontier, best = [], float("inf")
     for _, (nbytes, loss) in items:
         if loss < best:
             frontier.append((nbytes, loss))
             best = loss
-    ax.step([f[0] for f in frontier], [f[1] for f in frontier], where="post", color="#1f77b4", alpha=0.5,
-            label="frontier")
+    ax.step([f[0] for f in frontier], [f[1] for f in frontier], where="post", color=FLOOR_COLOUR, alpha=0.5,
+            label="frontier: nothing smaller is better")
     ax.set_xscale("log")
     ax.set_xlabel(f"size ({size.replace('_', ' ')})")
     ax.set_ylabel("validation loss (nats/token)")
     ax.set_title("Size against quality")
-    ax.legend(fontsize=8)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    fig.tight_layout()
     return fig
 
 
@@ -60,7 +65,7 @@ def latency_ratios(frame, *, figsize=(6.4, 3.6)) -> Figure:
     width = 0.38
     ax.bar([i - width / 2 for i in x], frame["score_ratio"], width, label="score a batch")
     ax.bar([i + width / 2 for i in x], frame["generate_ratio"], width, label="generate tokens")
-    ax.axhline(1.0, color=FLOOR_COLOUR, linewidth=1)
+    ax.axhline(1.0, color=FLOOR_COLOUR, linewidth=1, label=f"1 = as fast as {labels[0]}")
     ax.set_xticks(list(x), labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"time / time of {labels[0]}")
     ax.set_title("Latency on this device (median of repeats)")

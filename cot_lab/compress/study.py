@@ -1,13 +1,11 @@
-"""The experiments of notebook 03 as functions: pick a trained model, sweep sparsity over methods, and the
+"""The experiments of notebook 03 as functions: the model to prune, sparsity swept over methods, and the
 compute question "train big, prune, recover" against "train the small model from scratch" at equal FLOPs."""
 from __future__ import annotations
 
 import copy
 
-from cot_lab.core.shapes import preset
 from cot_lab.data.base import Corpus
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, evaluate_loss
-from cot_lab.core.profiles import Profile
 from cot_lab.core.runs import Run, RunStore
 from cot_lab.core.config import config_of
 from cot_lab.core.training import train
@@ -21,19 +19,21 @@ CURVE_METHODS = (("magnitude (per matrix)", "magnitude", "layer"), ("magnitude (
                  ("wanda (per row)", "wanda", "row"), ("wanda (per matrix)", "wanda", "layer"),
                  ("heads", "heads", None), ("mlp neurons", "mlp", None))
 
+# The shipped model notebook 03 prunes in each profile (`cl.shipped_model(name)`), so every student starts
+# from the same one. gpu takes the laptop model too: the notebook's trainings (recovery, the small model of
+# section 6) cost 1.75x the model's own training budget.
+SHIPPED_FOR_PROFILE = {"smoke": "smoke-29k", "laptop": "laptop-67k", "gpu": "laptop-67k"}
 
-def trained_run(store: RunStore, corpus: Corpus, profile: Profile, *, seed: int = 0) -> Run:
-    """The largest finished dense run on `corpus` in `store` with a checkpoint and at most profile.params_max
-    parameters (e.g. from the scaling sweep of notebook 02); if there is none, a run trained now:
-    `preset(profile.params)` on profile.flops FLOPs."""
-    candidates = [r for r in store.runs("ok") if r.corpus_fingerprint == corpus.fingerprint
-                  and r.config.arch == "dense" and r.n_params <= profile.params_max
-                  and store.checkpoint_path(r.run_id).exists()]
-    if candidates:
-        return max(candidates, key=lambda r: (r.n_params, r.flops))
-    cfg = preset(profile.params, vocab_size=corpus.vocab_size, seq_len=profile.seq_len)
-    return train(cfg, corpus, flops=profile.flops, seed=seed, batch_size=profile.batch_size,
-                 eval_sequences=profile.eval_sequences, store=store, progress=False)
+
+def pruned_copy(model, corpus: Corpus, label: str, sparsity: float, *, methods=CURVE_METHODS):
+    """A copy of `model` pruned to `sparsity` by the entry of `methods` called `label` (calibrated on `corpus`).
+
+    Every table of notebook 03 prunes through here, so a label names one model and one loss everywhere."""
+    by_label = {name: (method, scope) for name, method, scope in methods}
+    if label not in by_label:
+        raise ValueError(f"label={label!r} is not one of the methods; use one of {list(by_label)}")
+    method, scope = by_label[label]
+    return prune(copy.deepcopy(model), sparsity, method, corpus=corpus, scope=scope)
 
 
 def quality_curves(model, corpus: Corpus, sparsities=(0.25, 0.5, 0.75), *, methods=CURVE_METHODS,
@@ -45,12 +45,12 @@ def quality_curves(model, corpus: Corpus, sparsities=(0.25, 0.5, 0.75), *, metho
 
     dense_loss = evaluate_loss(model, corpus, n_sequences=n_sequences)
     rows = []
-    for label, method, scope in methods:
+    for label, *_ in methods:
         rows.append(dict(method=label, requested=0.0, achieved=0.0, val_loss=dense_loss, params=n_params(model),
                          disk_bytes=disk_bytes(model), bitmask_bytes=sparse_bytes(model)["bitmask"]))
         for s in sparsities:
             try:
-                pruned = prune(copy.deepcopy(model), s, method, corpus=corpus, scope=scope)
+                pruned = pruned_copy(model, corpus, label, s, methods=methods)
             except ValueError:  # e.g. 0.75 of 2 heads would leave none
                 continue
             rows.append(dict(method=label, requested=s, achieved=pruning_report(pruned).attrs["achieved"],

@@ -93,15 +93,27 @@ class ModelConfig:
         return out
 
 
+def import_model_classes():
+    """transformers' Llama and Mixtral config and model classes: the first call imports them (~5 s on a laptop CPU).
+
+    A panel calls it before training so that its Stop is honoured between the import and the first step.
+    """
+    from cot_lab.core.interrupts import interrupts_deferred
+    from cot_lab.core.quiet import quiet_imports
+
+    # quiet: transformers imports torchao (when installed) here, which logs harmless noise;
+    # deferred: a Stop during this first import would leave transformers broken until a restart
+    with interrupts_deferred(), quiet_imports():
+        from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
+        from transformers.quantizers import auto as _quantizers  # noqa: F401  (the import that pulls torchao in)
+    return LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
+
+
 def build_model(cfg: ModelConfig, *, seed: int | None = None):
     """A freshly initialised `transformers` causal LM for `cfg` (LlamaForCausalLM or MixtralForCausalLM), SDPA attention."""
     import torch
 
-    from cot_lab.core.quiet import quiet_imports
-
-    with quiet_imports():  # transformers imports torchao (when installed) here, which logs harmless noise
-        from transformers import LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM
-        from transformers.quantizers import auto as _quantizers  # noqa: F401  (the import that pulls torchao in)
+    LlamaConfig, LlamaForCausalLM, MixtralConfig, MixtralForCausalLM = import_model_classes()
 
     common = dict(
         vocab_size=cfg.vocab_size,

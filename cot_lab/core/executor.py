@@ -12,22 +12,43 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import time
+
+from cot_lab.core.interrupts import check_stop
+
+
+REPORT_EVERY_S = 0.5  # how often a worker tells the parent how far its run is
 
 
 def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str, threads: int, train_kwargs: dict):
-    """Train (index, config dict, flops, batch size) tasks until a None arrives; report (index, run_id, from_store, error)."""
+    """Train (index, config dict, flops, batch size) tasks until a None arrives.
+
+    Reports ("step", index, flops so far) while training, ("done", index, run_id, from_store) per run, and
+    ("error", message) once if something fails.
+    """
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a background parent may have ignored SIGINT
     import torch
 
     torch.set_num_threads(threads)
+    from cot_lab.core.callbacks import Callback
     from cot_lab.core.config import ModelConfig
     from cot_lab.data import load_corpus
     from cot_lab.core.runs import RunStore
     from cot_lab.core.training import train
 
+    class Report(Callback):
+        def __init__(self, index):
+            self.index, self.told_at = index, 0.0
+
+        def on_step(self, state):
+            now = time.monotonic()
+            if now - self.told_at >= REPORT_EVERY_S:
+                self.told_at = now
+                results.put(("step", self.index, state.flops))
+
     corpus = load_corpus(corpus_name)
     if corpus.fingerprint != fingerprint:
-        results.put((-1, None, False, f"corpus {corpus_name!r} loads differently in a worker process; use workers=1"))
+        results.put(("error", f"corpus {corpus_name!r} loads differently in a worker process; use workers=1"))
         return
     store = RunStore(store_root)
     while True:
@@ -37,21 +58,23 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
                 return
             index, cfg, flops, batch_size = item
             run = train(ModelConfig(**cfg), corpus, flops=flops, batch_size=batch_size, store=store,
-                        progress=False, **train_kwargs)
-            results.put((index, run.run_id, run.from_store, None))
+                        progress=False, callbacks=[Report(index)], **train_kwargs)
+            results.put(("done", index, run.run_id, run.from_store))
             if run.status == "interrupted":
                 return
         except KeyboardInterrupt:  # between runs: nothing in flight
             return
         except Exception as error:  # reported to the parent, which raises it
-            results.put((-1, None, False, f"{type(error).__name__}: {error}"))
+            results.put(("error", f"{type(error).__name__}: {error}"))
             return
 
 
-def run_parallel(points, corpus, store, workers: int, train_kwargs: dict, on_done) -> bool:
-    """Train `points` (SweepPoints) in `workers` processes; `on_done(index, run_id, from_store)` per finished run.
+def run_parallel(points, corpus, store, workers: int, train_kwargs: dict, on_done, on_step=None, stop=None) -> bool:
+    """Train `points` (SweepPoints) in `workers` processes; `on_done(index, run_id, from_store)` per finished run,
+    `on_step(index, flops)` about twice a second per run in training.
 
-    Returns True if the sweep was interrupted (KeyboardInterrupt in this process).
+    Returns True if the sweep was interrupted: KeyboardInterrupt in this process, or `stop` (an Event) set.
+    Either way each worker gets a SIGINT, so its run in flight is stored marked "interrupted".
     """
     ctx = mp.get_context("spawn")  # fork would copy a live torch thread pool; spawn starts clean
     tasks, results = ctx.Queue(), ctx.Queue()
@@ -65,19 +88,28 @@ def run_parallel(points, corpus, store, workers: int, train_kwargs: dict, on_don
     for proc in procs:
         proc.start()
     remaining, interrupted, error = len(points), False, None
+
+    def handle(message) -> None:
+        nonlocal remaining, error
+        if message[0] == "error":
+            error = message[1]
+        elif message[0] == "step":
+            if on_step is not None:
+                on_step(message[1], message[2])
+        else:
+            remaining -= 1
+            on_done(*message[1:])
+
     try:
         while remaining and error is None:
+            check_stop(stop)
             try:
-                index, run_id, from_store, problem = results.get(timeout=0.5)
+                message = results.get(timeout=0.2)
             except queue.Empty:
                 if not any(proc.is_alive() for proc in procs):
                     break
                 continue
-            if problem is not None:
-                error = problem
-                break
-            remaining -= 1
-            on_done(index, run_id, from_store)
+            handle(message)
     except KeyboardInterrupt:
         interrupted = True
         for proc in procs:  # each in-flight train() stores its run marked "interrupted", then the worker ends
@@ -87,11 +119,11 @@ def run_parallel(points, corpus, store, workers: int, train_kwargs: dict, on_don
             proc.join(timeout=60)
         while True:  # runs that finished while we were stopping still count
             try:
-                index, run_id, from_store, problem = results.get_nowait()
+                message = results.get_nowait()
             except queue.Empty:
                 break
-            if problem is None:
-                on_done(index, run_id, from_store)
+            if message[0] == "done":
+                handle(message)
     finally:
         for proc in procs:
             proc.join(timeout=5)

@@ -22,7 +22,7 @@ from typing import Any
 
 from cot_lab.core.checkpoint import FORMAT, load_model, read_metadata, save_model
 from cot_lab.core.config import ModelConfig, build_model
-from cot_lab.core.paths import subdir
+from cot_lab.core.paths import home
 
 STATUSES = ("ok", "interrupted", "diverged")
 KEY_VERSION = 1  # bump when the trainer changes in a way that changes results
@@ -151,22 +151,31 @@ def _indexed(record: dict) -> tuple:
     return key, record.get("device"), record.get("device_name"), wall_s if isinstance(wall_s, (int, float)) else None
 
 
+def default_root() -> Path:
+    """Where `RunStore()` keeps its runs: `$COT_LAB_HOME/runs` (not created here)."""
+    return home() / "runs"
+
+
 class RunStore:
     """Persistent runs: `<root>/runs.sqlite` (WAL) and `<root>/checkpoints/<run_id>.safetensors`.
 
-    `root` defaults to `$COT_LAB_HOME/runs` (see `cot_lab.paths.home`).
+    `root` defaults to `$COT_LAB_HOME/runs` (see `cot_lab.paths.home`). With `create=False` a store
+    that does not exist yet is a FileNotFoundError instead of a new, empty one: what a reader of
+    runs wants, since a mistyped path would otherwise read as "no runs". `created` says whether
+    this call made the database.
     """
 
-    def __init__(self, root: str | os.PathLike | None = None):
-        if root is None:
-            self.root = subdir("runs")
-        else:
-            self.root = Path(root).expanduser()
-            if self.root.exists() and not self.root.is_dir():
-                raise ValueError(f"root={str(root)!r} is a file; RunStore needs a folder (it is created if missing)")
-            self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "checkpoints").mkdir(exist_ok=True)
+    def __init__(self, root: str | os.PathLike | None = None, *, create: bool = True):
+        # the folder is made only once the checks below pass, so that a refused store leaves nothing behind
+        self.root = default_root() if root is None else Path(root).expanduser()
         self.db_path = self.root / "runs.sqlite"
+        if self.root.exists() and not self.root.is_dir():
+            raise ValueError(f"root={str(self.root)!r} is a file; RunStore needs a folder (it is created if missing)")
+        if not create and not self.db_path.is_file():
+            raise FileNotFoundError(f"root={str(self.root)!r} holds no run store (no runs.sqlite); give a folder that "
+                                    "a training or a sweep wrote, or RunStore(root, create=True) to start one")
+        self.created = not self.db_path.exists()
+        (self.root / "checkpoints").mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
             if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
@@ -239,6 +248,14 @@ class RunStore:
         with self._connect() as con:
             row = con.execute(query, args).fetchone()
         return None if row is None else self._from_row(row[0])
+
+    def speeds(self, device: str, device_name: str) -> list[tuple[int, float]]:
+        """(parameters, FLOP/s of wall time) of every finished, timed run on this device: one indexed query,
+        no record decoded, so a panel can calibrate its time estimate on every slider move."""
+        with self._connect() as con:
+            rows = con.execute("SELECT n_params, flops, wall_s FROM runs WHERE device=? AND device_name=? AND "
+                               "status='ok' AND wall_s > 0 AND flops > 0", (device, device_name)).fetchall()
+        return [(int(n), float(flops) / float(wall)) for n, flops, wall in rows]
 
     def _from_row(self, record: str) -> Run:
         run = Run.from_record(json.loads(record))

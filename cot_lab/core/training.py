@@ -25,6 +25,7 @@ from cot_lab.core.checkpoint import weights_fingerprint
 from cot_lab.core.config import ModelConfig, build_model, config_of
 from cot_lab.data.base import Corpus
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, mean_loss
+from cot_lab.core.interrupts import check_stop, interrupts_deferred, validate_stop
 from cot_lab.core.device import autocast_dtype, device_name, precision_name, resolve_device
 from cot_lab.core.recipe import default_lr, lr_at, make_optimizer
 from cot_lab.core.runs import Run, RunStore, now_iso, run_key
@@ -146,7 +147,7 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
           device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
           micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
           callbacks: list[Callback] | tuple = (), store: RunStore | None = None, progress: bool = True,
-          init=None) -> Run:
+          init=None, stop=None) -> Run:
     """Train `build_model(cfg)` on `corpus` under one budget (FLOPs, tokens or wall seconds); returns a Run.
 
     FLOPs are counted with `flops_per_token(cfg, "chinchilla")`. batch_size is in sequences of
@@ -155,7 +156,10 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
     compile time (see `COMPILE_AUTO_FLOPS`). With `store`, a run with the same key returns at once.
     init: a model of shape `cfg` to train further, in place, instead of a fresh one (fine-tuning:
     `cl.recover` passes a pruned model and a callback that keeps its zeros).
+    stop: a `threading.Event` a panel's Stop button sets; the run then ends as the notebook's Stop
+    (SIGINT) ends it: within a step, kept in the store marked "interrupted".
     """
+    stop = validate_stop(stop)
     fingerprint = None
     if init is not None:
         init_cfg = config_of(init)
@@ -176,17 +180,22 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
             for cb in callbacks:
                 cb.on_end(cached)
             return cached
-    if init is None:
+    def make_model():
+        if init is not None:
+            return init
         with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
             torch.manual_seed(seed)
-            model = build_model(cfg)
-    else:
-        model = init
-    return _run(plan, corpus, model, callbacks, store, compile)
+            return build_model(cfg)
+
+    return _run(plan, corpus, make_model, callbacks, store, compile, stop)
 
 
-def _run(plan: RunPlan, corpus: Corpus, model, callbacks: list, store: RunStore | None, compile) -> Run:
-    """The training loop: steps until the budget is spent, evaluations, divergence, OOM fallback, Stop, the store."""
+def _run(plan: RunPlan, corpus: Corpus, make_model, callbacks: list, store: RunStore | None, compile, stop) -> Run:
+    """The training loop: steps until the budget is spent, evaluations, divergence, OOM fallback, Stop, the store.
+
+    Everything after the run record exists sits inside one `try`, so a Stop at any moment (building the
+    model, making the validation rows, a callback, an evaluation) ends as a stored, "interrupted" run.
+    """
     cfg, dev, amp_dtype, hparams = plan.cfg, plan.device, plan.amp_dtype, plan.hparams
     value, tokens_per_step, flops_per_tok, total_steps = (plan.value, plan.tokens_per_step,
                                                                 plan.flops_per_token, plan.total_steps)
@@ -194,23 +203,26 @@ def _run(plan: RunPlan, corpus: Corpus, model, callbacks: list, store: RunStore 
     run = Run(run_id=plan.key, config=cfg, corpus=corpus.name, corpus_fingerprint=corpus.fingerprint,
               budget=plan.budget, hparams=dict(hparams), entropy=corpus.entropy_for(cfg.seq_len)[0], device=dev.type,
               device_name=device_name(dev), precision=plan.precision, versions=versions(), created_at=now_iso())
-    model.to(dev).train()
-    model.set_attn_implementation(hparams["attention"])
-    loss_fn = torch.compile(next_token_loss, dynamic=False) if hparams["compiled"] else next_token_loss
-    optimizer = make_optimizer(model, lr, hparams["weight_decay"], dev)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    val_rows = corpus.val_batch(hparams["eval_sequences"], cfg.seq_len)
-    batches = corpus.train_batches(hparams["batch_size"], cfg.seq_len, hparams["seed"])
-
-    n_evals = max(1, min(MAX_EVALS, int(EVAL_SHARE * 3 * tokens_per_step * (total_steps or 1000) / val_rows.numel())))
-    next_eval = 1.0 / (n_evals + 1)
     micro = hparams.get("micro_batch_size") or hparams["batch_size"]
     state = TrainState(0, total_steps, 0, 0.0, float("nan"), 0.0, 0.0, 0.0)
     start = time.perf_counter()
+    model = None
     try:
+        model = make_model()
+        check_stop(stop)
+        model.to(dev).train()
+        model.set_attn_implementation(hparams["attention"])
+        loss_fn = torch.compile(next_token_loss, dynamic=False) if hparams["compiled"] else next_token_loss
+        optimizer = make_optimizer(model, lr, hparams["weight_decay"], dev)
+        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        val_rows = corpus.val_batch(hparams["eval_sequences"], cfg.seq_len)
+        batches = corpus.train_batches(hparams["batch_size"], cfg.seq_len, hparams["seed"])
+        n_evals = max(1, min(MAX_EVALS, int(EVAL_SHARE * 3 * tokens_per_step * (total_steps or 1000) / val_rows.numel())))
+        next_eval = 1.0 / (n_evals + 1)
         for cb in callbacks:
             cb.on_start(model)
         while state.progress < 1.0:
+            check_stop(stop)
             state.lr = lr_at(state.progress, lr, warmup, min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = state.lr
@@ -247,18 +259,22 @@ def _run(plan: RunPlan, corpus: Corpus, model, callbacks: list, store: RunStore 
                 next_eval += 1.0 / (n_evals + 1)
                 _evaluate(model, val_rows, state, run, callbacks)
         if run.status == "ok":
+            check_stop(stop)
             _evaluate(model, val_rows, state, run, callbacks)
     except KeyboardInterrupt:
         run.status = "interrupted"  # the notebook's Stop button: keep what was trained, marked as partial
-    run.steps, run.tokens, run.flops, run.train_s = state.step, state.tokens, state.flops, state.elapsed_s
-    run.wall_s = time.perf_counter() - start
-    run.final_val_loss = run.val_curve[-1][2] if run.val_curve and run.status == "ok" else float("nan")
-    run.hparams["micro_batch_size"] = micro
-    model.to("cpu").eval()
-    model.set_attn_implementation("sdpa")
-    run._model = model
-    if store is not None:
-        store.save(run, model if run.status != "diverged" else None)
+    # From here on a second Stop waits until the record and the weights are written: the store stays consistent.
+    with interrupts_deferred():
+        run.steps, run.tokens, run.flops, run.train_s = state.step, state.tokens, state.flops, state.elapsed_s
+        run.wall_s = time.perf_counter() - start
+        run.final_val_loss = run.val_curve[-1][2] if run.val_curve and run.status == "ok" else float("nan")
+        run.hparams["micro_batch_size"] = micro
+        if model is not None:
+            model.to("cpu").eval()
+            model.set_attn_implementation("sdpa")
+        run._model = model
+        if store is not None:
+            store.save(run, model if run.status != "diverged" else None)
     for cb in callbacks:
         cb.on_end(run)
     return run

@@ -16,11 +16,13 @@ from cot_lab.ui.figures import figure_display_data
 from cot_lab.core.runs import Run, RunStore
 from cot_lab.core.law import ScalingLaw
 from cot_lab.scaling.plots import size_at_budget
-from cot_lab.scaling.sweep import SweepPlan, SweepResult, run_sweep
+from cot_lab.scaling.sweep import SweepPlan, SweepResult, run_sweep, stored_points
 from cot_lab.core.recipe import batch_size_for
 from cot_lab.core.executor import default_workers
 from cot_lab.core.shapes import size_ladder
 from cot_lab.ui.format import human
+from cot_lab.core.speed import expected_seconds
+from cot_lab.ui.action import LongAction, TrainProgress
 from cot_lab.ui.panel import Panel, css_classes
 
 
@@ -51,13 +53,14 @@ class SizeAtBudgetPanel(Panel):
                                         style={"description_width": "90px"})
         self.readout = W.HTML()
         self.button = W.Button(description="Train this size", icon="play", button_style="primary")
+        self.action = LongAction(self, self.button, name="training")
         self.plot = W.Output()
-        self.message = W.Output()  # the training's own output (its progress bar)
+        self.message = W.Output()  # tracebacks of unexpected errors
         self.details = self.message
         self.status = W.HTML()
         self.slider.observe(self.guard(lambda _: self._refresh()), names="value")
-        self.button.on_click(self.guard(lambda _: self._train_clicked()))
-        super().__init__([self.slider, self.readout, self.button, self.status, self.message, self.plot])
+        self.button.on_click(self.guard(lambda _: self.action.start(*self._training())))
+        super().__init__([self.slider, self.readout, self.action.widget, self.status, self.message, self.plot])
         css_classes((self, "size-panel"), (self.slider, "size"), (self.readout, "prediction"), (self.button, "train"),
                     (self.message, "message"), (self.plot, "output"), (self.status, "status"))
         self._refresh()
@@ -89,28 +92,42 @@ class SizeAtBudgetPanel(Panel):
         self.plot.outputs = (figure_display_data(fig),)
 
     def train(self) -> Run:
-        """Train the size under the slider at this budget (a real run, or the stored one); returns the Run."""
+        """Train the size under the slider at this budget (a real run, or the stored one); returns the Run.
+
+        The same as pressing the button, but in this cell: the notebook's Stop interrupts it.
+        """
+        return self.action.run(*self._training())
+
+    def _training(self):
+        """(job, expected_s, done) for `LongAction`: the size under the slider, at this budget."""
         from cot_lab.core.training import train
 
-        run = train(self.config, self.corpus, flops=self.flops, batch_size=self.batch_size, store=self.store,
-                    eval_sequences=self.eval_sequences, progress=False)
-        run._model = None
-        self.measured.append(run)
-        self._refresh()
-        return run
+        cfg = self.config
+        n = count_params(cfg).total
 
-    def _train_clicked(self) -> None:
-        self.button.disabled = True
-        self.clear_error()
-        try:
-            with self.message:
-                self.train()
-        finally:
-            self.button.disabled = False
+        def job(ctx) -> Run:
+            self.status.value = f"training {n:,} parameters on {self.flops:.3g} FLOPs · <b>Stop</b> keeps what was trained"
+            return train(cfg, self.corpus, flops=self.flops, batch_size=self.batch_size, store=self.store,
+                         eval_sequences=self.eval_sequences, progress=False, callbacks=[TrainProgress(ctx)],
+                         stop=ctx.stop)
+
+        return job, expected_seconds(self.store, n, self.flops), self._finished
+
+    def _finished(self, run: Run) -> str:
+        run._model = None
+        if run.status != "ok":
+            self.status.value = html.escape(f"⚠️ run {run.status} after {run.steps:,} steps: not a measurement; "
+                                            "press the button again to train it in full")
+            return f"stopped after {run.steps:,} steps: kept in the store, marked {run.status}"
+        self.measured.append(run)
+        self.status.value = html.escape(f"{'📦 from the store' if run.from_store else '✅ trained'}: "
+                                        f"{run.final_val_loss:.4f} nats/token")
+        self._refresh()
+        return "from the store" if run.from_store else f"done: {run.steps:,} steps"
 
 
 class SweepButton(Panel):
-    """A button that runs `plan` on `corpus` (resuming from the store) with one progress bar; `.result` holds the last SweepResult."""
+    """A button that runs `plan` on `corpus` (resuming from the store) with Stop and one progress bar; `.result` holds the last SweepResult."""
 
     def __init__(self, plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, eval_sequences: int = 128,
                  workers: int | None = None, on_done=None):
@@ -123,31 +140,40 @@ class SweepButton(Panel):
         self.result: SweepResult | None = None
         self.button = W.Button(description=f"Run the sweep ({len(plan)} runs)", icon="play", button_style="primary",
                                layout=W.Layout(width="260px"))
+        self.action = LongAction(self, self.button, name="sweep")
         self.status = W.HTML(f"{len(plan)} runs, {plan.total_flops:.3g} FLOPs in all, {self.workers} at a time; "
                              "finished runs come from your store.")
-        self.out = W.Output()  # the sweep's progress bar
+        self.out = W.Output()  # tracebacks of unexpected errors
         self.details = self.out
-        self.button.on_click(self.guard(lambda _: self._clicked()))
-        super().__init__([W.HBox([self.button, self.status]), self.out])
+        self.button.on_click(self.guard(lambda _: self.action.start(*self._sweep())))
+        super().__init__([self.action.widget, self.status, self.out])
         css_classes((self, "sweep-panel"), (self.button, "sweep-run"), (self.status, "sweep-status"))
 
     def run(self) -> SweepResult:
-        """Run (or resume) the sweep now; the same as pressing the button."""
-        with self.out:
-            self.result = run_sweep(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences,
-                                    workers=self.workers)
-        r = self.result
+        """Run (or resume) the sweep now, in this cell; the same as pressing the button."""
+        return self.action.run(*self._sweep())
+
+    def expected_s(self) -> float:
+        """Estimated seconds for the runs not yet in the store, `workers` at a time (from this machine's speed)."""
+        stored = stored_points(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences)
+        seconds = [expected_seconds(self.store, p.n_params, p.flops) for i, p in enumerate(self.plan.points)
+                   if i not in stored]
+        return sum(seconds) / max(1, min(self.workers, len(seconds)))
+
+    def _sweep(self):
+        def job(ctx) -> SweepResult:
+            self.status.value = "sweeping · <b>Stop</b> keeps the finished runs; pressing the button again resumes"
+            return run_sweep(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences,
+                             workers=self.workers, progress=False, report=ctx.report, stop=ctx.stop)
+
+        return job, self.expected_s(), self._finished
+
+    def _finished(self, r: SweepResult) -> str:
+        self.result = r
         trained = sum(not x.from_store for x in r.runs)
         state = "stopped early: press again to resume" if r.interrupted else "done"
         self.status.value = html.escape(f"{state}: {len(r.runs)}/{len(self.plan)} runs ({trained} trained now) "
                                         f"in {r.wall_s:.0f} s")
         if self.on_done is not None:
             self.on_done(r)
-        return r
-
-    def _clicked(self) -> None:
-        self.button.disabled = True
-        try:
-            self.run()
-        finally:
-            self.button.disabled = False
+        return f"{state}: {len(r.runs)} of {len(self.plan)} runs"

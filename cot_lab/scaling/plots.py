@@ -10,9 +10,20 @@ from matplotlib.figure import Figure
 
 from cot_lab.ui.figures import FLOOR_COLOUR
 
+KEY_COLOUR = "#777777"  # legend entries that explain a kind of mark drawn in every budget's colour
 
-def _log_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, log_y: bool = False) -> None:
-    """Log x (and optionally y) axes with labels, a light grid and a small legend."""
+# The band `exponents` draws: a = 0.5 +- 0.15, centred on the compute-optimal exponents of Hoffmann et al.
+# 2022, Table 2 (arXiv 2203.15556: 0.46 to 0.50 by three approaches) and the Epoch refit of their data
+# (Besiroglu et al. 2024, arXiv 2404.10102: 0.513), widened because a small sweep's exponent moves with its
+# recipe (Porian et al. 2024, arXiv 2406.19146). Kaplan et al. 2020's 0.73 lies outside it. The shipped
+# laptop sweep is tested to land in it (tests/test_precomputed.py).
+CHINCHILLA_LIKE = (0.35, 0.65)
+
+
+def _log_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, log_y: bool = False,
+              legend_outside: bool = False) -> None:
+    """Log x (and optionally y) axes with labels, a light grid and a small legend (beside the axes, where
+    it can hide no point, when `legend_outside`)."""
     ax.set_xscale("log")
     if log_y:
         ax.set_yscale("log")
@@ -21,7 +32,10 @@ def _log_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, log_y: 
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    if legend_outside:
+        ax.figure.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize=8)
+    else:
+        ax.legend(fontsize=8)
 
 
 def _budget_groups(runs) -> dict[float, list]:
@@ -54,15 +68,23 @@ def isoflop_curves(runs, fit=None, *, floor: float | None = None, extra_runs=(),
             j = int(np.argmin(np.abs(np.log(a2["C"] / c))))
             if a2["interior"][j]:
                 ax.plot(a2["N_opt"][j], a2["L_opt"][j], "*", color=colour, markersize=13, markeredgecolor="k")
-    for r in extra_runs:
-        if r.status == "ok" and np.isfinite(r.final_val_loss):
-            budgets = list(groups)
-            i = int(np.argmin([abs(np.log(b / r.budget["value"])) for b in budgets])) if budgets else 0
-            ax.plot(r.n_params, r.final_val_loss, "o", mfc="none", color=f"C{i % 10}", markersize=10)
+    extra = [r for r in extra_runs if r.status == "ok" and np.isfinite(r.final_val_loss)]
+    for r in extra:
+        budgets = list(groups)
+        i = int(np.argmin([abs(np.log(b / r.budget["value"])) for b in budgets])) if budgets else 0
+        ax.plot(r.n_params, r.final_val_loss, "o", mfc="none", color=f"C{i % 10}", markersize=10)
+    # Colour names the budget; these grey entries name what each kind of mark means in every colour.
+    if any(len(g) >= 3 for g in groups.values()):
+        ax.plot([], [], "-", color=KEY_COLOUR, alpha=0.6, label="parabola in log N through a budget's runs")
+    if a2 is not None and any(a2["interior"]):
+        ax.plot([], [], "*", color=KEY_COLOUR, markersize=13, markeredgecolor="k",
+                label="its minimum: that budget's best size")
+    if extra:
+        ax.plot([], [], "o", mfc="none", color=KEY_COLOUR, markersize=10, label="extra runs (open circles)")
     if floor is not None:
         ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2, label=f"entropy floor {floor:.3f}")
     _log_axes(ax, "parameters N", "final validation loss (nats/token)",
-              title or "IsoFLOP curves: one best size per budget (stars)")
+              title or "IsoFLOP curves: one best size per budget (stars)", legend_outside=True)
     return fig
 
 
@@ -88,7 +110,8 @@ def frontier(fit, *, extend_to: float | None = None, reference_exponents=(("Chin
         iv = a2.get("a_interval", (np.nan, np.nan))
         ax.plot(a2["C"][used], a2["N_opt"][used], "*", color="C1", markersize=12, markeredgecolor="k",
                 label=f"Approach 2 (parabola minima): a = {a2['a']:.2f}" + (f" [{iv[0]:.2f}, {iv[1]:.2f}]" if np.isfinite(iv[0]) else ""))
-        ax.plot(grid, a2["k"] * grid ** a2["a"], "--", color="C1", alpha=0.7)
+        ax.plot(grid, a2["k"] * grid ** a2["a"], "--", color="C1", alpha=0.7,
+                label="Approach 2: power law through the minima")
     if fit.approach1 is not None:
         a1 = fit.approach1
         ax.plot(a1["C"], a1["N"], "-", color="C0", alpha=0.5, drawstyle="steps-post",
@@ -98,27 +121,36 @@ def frontier(fit, *, extend_to: float | None = None, reference_exponents=(("Chin
     for i, (name, a) in enumerate(reference_exponents):
         ax.plot(grid, n_mid * (grid / mid) ** a, ":", color=f"C{4 + i}", label=f"slope of {name}")
     _log_axes(ax, "training compute C (FLOPs)", "compute-optimal parameters N_opt",
-              "The compute-optimal frontier: N_opt ∝ C^a", log_y=True)
+              "The compute-optimal frontier: N_opt ∝ C^a", log_y=True, legend_outside=True)
     return fig
 
 
 def exponents(fit) -> Figure:
     """The exponent a (N_opt ∝ C^a) of each approach here and of the published fits, with intervals."""
     table = fit.exponents()
-    fig = Figure(figsize=(6.8, 0.45 * len(table) + 1.2), layout="constrained")
+    fig = Figure(figsize=(6.8, 0.45 * len(table) + 2.0), layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(len(table))[::-1]
+    confidence = fit.approach3.confidence
+    ours = f"{100 * confidence:.0f}% bootstrap" if confidence else "bootstrap"
+    first = {"interval": True, "estimate": True}
     for yi, row in zip(y, table.itertuples()):
-        ours = row.source.startswith("this sweep")
-        colour = "C2" if ours else "C7"
+        colour = "C2" if row.source.startswith("this sweep") else "C7"
         if np.isfinite(row.a_low):  # drawn as a bar, not error bars: a rounded published value can sit outside it
-            ax.plot([row.a_low, row.a_high], [yi, yi], "-|", color=colour, linewidth=2, markersize=10)
-        ax.plot(row.a, yi, "o", color=colour)
-    ax.axvspan(0.35, 0.65, color="C2", alpha=0.07)
+            ax.plot([row.a_low, row.a_high], [yi, yi], "-|", color=colour, linewidth=2, markersize=10,
+                    label=f"interval (this sweep: {ours}; H22: 10th-90th percentile)" if first["interval"] else "_nolegend_")
+            first["interval"] = False
+        ax.plot(row.a, yi, "o", color=colour, label="estimate (green: this sweep; grey: published)"
+                if first["estimate"] else "_nolegend_")
+        first["estimate"] = False
+    low, high = CHINCHILLA_LIKE
+    ax.axvspan(low, high, color="C2", alpha=0.07,
+               label=f"{low}–{high}: Chinchilla-like, around Hoffmann et al. 2022's a ≈ 0.5")
     ax.set_yticks(y, table["source"], fontsize=8)
-    ax.set_xlabel("a in N_opt ∝ C^a (bars: bootstrap / published intervals)")
+    ax.set_xlabel("a in N_opt ∝ C^a")
     ax.set_title("How parameters should grow with compute")
     ax.grid(alpha=0.3, axis="x")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8)
     return fig
 
 

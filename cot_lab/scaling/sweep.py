@@ -19,6 +19,7 @@ from cot_lab.core import validate
 from cot_lab.core.accounting import count_params, flops_per_token
 from cot_lab.core.callbacks import Callback, TrainState
 from cot_lab.core.config import ModelConfig
+from cot_lab.core.interrupts import validate_stop
 from cot_lab.data.base import Corpus
 from cot_lab.core.recipe import batch_size_for
 from cot_lab.core.runs import Run, RunStore
@@ -124,38 +125,54 @@ def profile_plan(profile=None, corpus: Corpus | None = None) -> SweepPlan:
                         vocab_size=corpus.vocab_size if corpus is not None else 512)
 
 
-class _SweepBar(Callback):
-    """One tqdm bar over the sweep's FLOPs; runs served from the store shrink the total instead of advancing it,
-    so the ETA reflects training only."""
+class _SweepProgress(Callback):
+    """The sweep's progress over the FLOPs it trains now (runs already in the store are left out up front),
+    to a tqdm bar (`bar=True`) and/or a `report(fraction, text)` function (a panel's bar)."""
 
-    def __init__(self, total_flops: float, n_runs: int, enabled: bool):
+    def __init__(self, plan: "SweepPlan", stored: set[int], bar: bool, report=None):
+        self.points, self.report = plan.points, report
+        self.total = sum(p.flops for i, p in enumerate(plan.points) if i not in stored) or 1.0
+        self.finished_flops, self.in_flight, self.n_done, self.current = 0.0, {}, 0, 0
         self.bar = None
-        if enabled:
+        if bar:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total_flops, unit="FLOP", unit_scale=True, desc=f"sweep 0/{n_runs}")
-        self.n_runs, self.done, self.run_flops = n_runs, 0, 0.0
+            self.bar = tqdm(total=self.total, unit="FLOP", unit_scale=True, desc=self._counts())
 
-    def start_run(self) -> None:
-        self.run_flops = 0.0
+    def _counts(self) -> str:
+        return f"{self.n_done} of {len(self.points)} runs done; FLOPs"
 
-    def on_step(self, state: TrainState) -> None:
+    @property
+    def fraction(self) -> float:
+        """Share of this sweep's FLOPs to train that is trained (0..1)."""
+        return min(1.0, (self.finished_flops + sum(self.in_flight.values())) / self.total)
+
+    def step(self, index: int, flops: float) -> None:
+        """Run `index` has trained `flops` FLOPs so far."""
+        self.in_flight[index] = flops
+        self._show()
+
+    def on_step(self, state: TrainState) -> None:  # one run at a time: the trainer calls this
+        self.step(self.current, state.flops)
+
+    def finish(self, index: int, run: Run) -> None:
+        """Count a finished run; one from the store was never in the total."""
+        self.in_flight.pop(index, None)
+        self.n_done += 1
+        if not run.from_store:
+            self.finished_flops += run.flops if run.status != "ok" else self.points[index].flops
+        self._show(force=True, last=run)
+
+    def _show(self, force: bool = False, last: Run | None = None) -> None:
+        training = f" · {len(self.in_flight)} training" if self.in_flight else ""
+        if self.report is not None:
+            self.report(self.fraction, f"{self.n_done} of {len(self.points)} runs done{training}", force=force)
         if self.bar is not None:
-            self.bar.update(state.flops - self.run_flops)
-        self.run_flops = state.flops
-
-    def finish_run(self, run: Run, planned_flops: float) -> None:
-        """Count a finished run; from the store it shrinks the total instead of advancing the bar."""
-        self.done += 1
-        if self.bar is None:
-            return
-        if run.from_store:
-            self.bar.total -= planned_flops
-        else:
-            self.bar.update(max(0.0, (run.flops if run.status != "ok" else planned_flops) - self.run_flops))
-        loss = f"{run.final_val_loss:.3f}" if math.isfinite(run.final_val_loss) else run.status
-        self.bar.set_description(f"sweep {self.done}/{self.n_runs}")
-        self.bar.set_postfix({"last": f"{run.n_params / 1e3:.0f}K@{run.budget['value']:.0e}", "loss": loss})
+            self.bar.update(self.fraction * self.total - self.bar.n)
+            if last is not None:
+                loss = f"{last.final_val_loss:.3f}" if math.isfinite(last.final_val_loss) else last.status
+                self.bar.set_description(self._counts())
+                self.bar.set_postfix({"last": f"{last.n_params / 1e3:.0f}K@{last.budget['value']:.0e}", "loss": loss})
 
     def close(self) -> None:
         if self.bar is not None:
@@ -174,6 +191,33 @@ class SweepResult:
     def train_s(self) -> float:
         """Seconds of pure training in runs trained now (not served from the store)."""
         return float(sum(r.train_s for r in self.runs if not r.from_store))
+
+    @property
+    def runs_s(self) -> float:
+        """Seconds the runs trained now took by their own clocks (training, evaluation, saving), summed over runs."""
+        return float(sum(r.wall_s for r in self.runs if not r.from_store))
+
+    @property
+    def concurrency(self) -> float:
+        """Runs in flight at once, on average: runs_s / wall_s (about `workers` in parallel, just under 1 serially)."""
+        return self.runs_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def train_share(self) -> float:
+        """Share of the runs' own time spent in training steps: train_s / runs_s (NaN when nothing trained now).
+
+        Not train_s / wall_s: with runs side by side their seconds add up to more than the wall time."""
+        return self.train_s / self.runs_s if self.runs_s > 0 else float("nan")
+
+    def timing(self) -> str:
+        """One true sentence on where the time went: wall time, runs at a time, the training share of the runs' time."""
+        trained = sum(not r.from_store for r in self.runs)
+        head = f"{len(self.runs)} runs in {self.wall_s:.0f} s"
+        if not trained:
+            return f"{head}: all came back from the store, nothing trained now"
+        return (f"{head} ({trained} trained now, {self.concurrency:.1f} at a time on average); "
+                f"{self.train_share:.0%} of those runs' own {self.runs_s:.0f} s was training steps, "
+                f"the rest evaluation and bookkeeping")
 
     def to_frame(self):
         """A pandas DataFrame, one row per run: budget, size, tokens, final validation loss (nats/token), status."""
@@ -195,14 +239,24 @@ def runs_frame(runs: list[Run]):
     return pd.DataFrame(rows)
 
 
+def stored_points(plan: SweepPlan, corpus: Corpus, store: RunStore, *, seed: int = 0, **train_kwargs) -> set[int]:
+    """Indexes of the plan's points whose run is already finished in `store` (one indexed lookup each)."""
+    from cot_lab.core.training import plan_run
+
+    return {i for i, p in enumerate(plan.points)
+            if store.get(plan_run(p.config, corpus, flops=p.flops, batch_size=p.batch_size, seed=seed,
+                                  **train_kwargs).key, status="ok") is not None}
+
+
 def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, seed: int = 0,
-              progress: bool = True, workers: int = 1, **train_kwargs) -> SweepResult:
+              progress: bool = True, workers: int = 1, stop=None, report=None, **train_kwargs) -> SweepResult:
     """Train every point of `plan` on `corpus` (FLOP budgets), one progress bar for all; returns a SweepResult.
 
     Runs already in `store` (default: `RunStore()`) return at once, so an interrupted sweep resumes.
     The Stop button (KeyboardInterrupt) ends the sweep after marking the current run(s) `interrupted`
     in the store; the finished runs are kept. `workers` > 1 trains that many runs side by side in
-    worker processes (the bar then advances per finished run). Extra keyword arguments go to `cl.train`.
+    worker processes. stop: a `threading.Event` (a panel's Stop button) that ends it as an interrupt does;
+    report: `report(fraction, text, force=...)` for a panel's bar. Extra keyword arguments go to `cl.train`.
     """
     from cot_lab.core.training import train  # here: cot_lab.train the function shadows the module at package level
 
@@ -211,11 +265,12 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
     if not isinstance(corpus, Corpus):
         raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
     workers = validate.integer("workers", workers, hint="1 = one run at a time")
-    for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size"):
+    stop = validate_stop(stop)
+    for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size", "init"):
         if name in train_kwargs:
             raise ValueError(f"{name}= is set by the sweep itself; remove it from run_sweep's arguments")
     store = RunStore() if store is None else store
-    bar = _SweepBar(plan.total_flops, len(plan), progress)
+    bar = _SweepProgress(plan, stored_points(plan, corpus, store, seed=seed, **train_kwargs), progress, report)
     runs: dict[int, Run] = {}
     interrupted, start = False, time.perf_counter()
     try:
@@ -226,18 +281,18 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
                 run = store.get(run_id)
                 run.from_store = from_store
                 runs[index] = run
-                bar.start_run()
-                bar.finish_run(run, plan.points[index].flops)
+                bar.finish(index, run)
 
-            interrupted = run_parallel(plan.points, corpus, store, workers, dict(seed=seed, **train_kwargs), done)
+            interrupted = run_parallel(plan.points, corpus, store, workers, dict(seed=seed, **train_kwargs), done,
+                                       on_step=bar.step, stop=stop)
         else:
             for index, point in enumerate(plan):
-                bar.start_run()
+                bar.current = index
                 run = train(point.config, corpus, flops=point.flops, batch_size=point.batch_size, seed=seed,
-                            store=store, progress=False, callbacks=[bar], **train_kwargs)
+                            store=store, progress=False, callbacks=[bar], stop=stop, **train_kwargs)
                 run._model = None  # a sweep keeps records, not dozens of models; load_model() reads the store
                 runs[index] = run
-                bar.finish_run(run, point.flops)
+                bar.finish(index, run)
                 if run.status == "interrupted":
                     interrupted = True
                     break

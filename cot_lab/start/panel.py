@@ -13,11 +13,13 @@ import math
 import ipywidgets as W
 
 from cot_lab.core.accounting import count_params, flops_per_token
-from cot_lab.core.config import ModelConfig
+from cot_lab.core.config import ModelConfig, import_model_classes
 from cot_lab.core.shapes import preset
 from cot_lab.data import BUILTIN as BUILTIN_CORPORA, DEFAULT_VOCAB, Corpus, load_corpus
-from cot_lab.core.device import ASSUMED_EFFICIENCY, autocast_dtype, device_name, measure_peak_flops, precision_name, resolve_device
+from cot_lab.core.device import autocast_dtype, device_name, measure_peak_flops, precision_name, resolve_device
 from cot_lab.ui.format import duration, human, red
+from cot_lab.core.speed import SpeedEstimate, estimate_speed
+from cot_lab.ui.action import LongAction, TrainProgress
 from cot_lab.ui.live import LiveLossPlot
 from cot_lab.ui.panel import Panel, css_classes
 from cot_lab.core.profiles import Profile, profile as get_profile
@@ -49,8 +51,7 @@ class TrainPanel(Panel):
         self.seed = seed
         self.precision = precision_name(autocast_dtype(self.device))
         self._peak = peak_flops
-        self.efficiency = ASSUMED_EFFICIENCY.get(self.device.type, 0.1)
-        self.efficiency_source = "assumed"
+        self._speeds: list[tuple[int, float]] | None = None  # (parameters, FLOP/s) of this device's stored runs
         self._corpora: dict[str, Corpus] = {}
         if isinstance(corpus, Corpus):
             self._corpora[corpus.name] = corpus
@@ -74,12 +75,13 @@ class TrainPanel(Panel):
         self.params_label, self.budget_label, self.time_label = W.HTML(), W.HTML(), W.HTML()
         self.train_button = W.Button(description="Train", button_style="primary", icon="play",
                                      tooltip="train this model on this budget (or show it from the store)")
-        self.progress = W.FloatProgress(value=0.0, min=0.0, max=1.0, layout=W.Layout(width="300px"))
+        self.action = LongAction(self, self.train_button, name="training")
+        self.progress = self.action.bar.bar
         self.status = W.HTML()
         self.output = W.Output(layout=W.Layout(min_height="40px"))
         self.details = self.output  # a traceback goes under the plot, where the student is looking
         super().__init__([self.corpus_dropdown, self.size_slider, self.budget_slider, self.params_label,
-                          self.budget_label, self.time_label, W.HBox([self.train_button, self.progress]),
+                          self.budget_label, self.time_label, self.action.widget,
                           self.status, self.output])
         css_classes((self, "panel"), (self.size_slider, "size"), (self.budget_slider, "budget"),
                     (self.params_label, "params"), (self.budget_label, "tokens"), (self.time_label, "time"),
@@ -87,11 +89,10 @@ class TrainPanel(Panel):
                     (self.corpus_dropdown, "corpus"))
 
         self._set_size_options(self.vocab_size, P.params)
-        self._calibrate_from_store()
         self.size_slider.observe(self.guard(self._on_change), names="value")
         self.budget_slider.observe(self.guard(self._on_change), names="value")
         self.corpus_dropdown.observe(self.guard(self._on_corpus), names="value")
-        self.train_button.on_click(self.guard(lambda _: self.train()))
+        self.train_button.on_click(self.guard(lambda _: self.action.start(*self._training())))
         self._on_change()
 
     # ------------------------------------------------------------ settings
@@ -145,7 +146,8 @@ class TrainPanel(Panel):
         if self._rebuilding:
             return
         self._refresh_readouts()
-        self._show_stored()
+        if not self.action.running:  # the live curve and status belong to the run in progress
+            self._show_stored()
 
     def _refresh_readouts(self) -> None:
         P, cfg, flops = self.profile, self.config, self.flops
@@ -166,11 +168,26 @@ class TrainPanel(Panel):
             self.budget_label.value = (f"<b>{flops:.3g} FLOPs</b> → {tokens:,.0f} training tokens = {steps:,} "
                                        f"steps of {P.batch_size}×{P.seq_len} · "
                                        f"{tokens / n.total:.2g} tokens per parameter")
-        seconds = flops / (self.peak_flops * self.efficiency)
-        source = ("assumed" if self.efficiency_source == "assumed" else "as measured on your last run")
-        self.time_label.value = (f"≈ <b>{duration(seconds)}</b> on this {self.device.type.upper()} "
-                                 f"<i>(an estimate: {self.efficiency:.1%} of its measured {self.precision} peak of "
-                                 f"{self.peak_flops / 1e9:,.0f} GFLOP/s, {source})</i>")
+        speed = self.speed(cfg)
+        self.time_label.value = (f"≈ <b>{duration(speed.seconds(flops))}</b> on this {self.device.type.upper()} "
+                                 f"<i>(an estimate: {speed.flops_per_s / 1e9:,.2g} GFLOP/s, {speed.source}; "
+                                 f"its measured {self.precision} peak is {self.peak_flops / 1e9:,.0f} GFLOP/s)</i>")
+
+    def speed(self, cfg: ModelConfig) -> SpeedEstimate:
+        """The FLOP rate to expect for `cfg` on this device, from the store's runs of the nearest sizes."""
+        if self._speeds is None:
+            self._speeds = self.store.speeds(self.device.type, device_name(self.device))
+        return estimate_speed(count_params(cfg).total, self.device.type, self.peak_flops, self._speeds)
+
+    @property
+    def efficiency(self) -> float:
+        """The expected share of the measured peak for the current model (what the time estimate uses)."""
+        return self.speed(self.config).flops_per_s / self.peak_flops
+
+    @property
+    def efficiency_source(self) -> str:
+        """'measured' when the estimate comes from runs on this device in the store, else 'assumed'."""
+        return "measured" if self.speed(self.config).source.startswith("measured") else "assumed"
 
     def _stored_run(self) -> Run | None:
         """A finished run in the store with exactly the current settings, or None: one indexed lookup.
@@ -231,29 +248,43 @@ class TrainPanel(Panel):
         return self.floor(loaded) if loaded is not None else run.entropy
 
     def train(self) -> Run:
-        """Train the model the sliders describe (or fetch it from the store), drawing the loss live; returns the Run."""
-        self.train_button.disabled = True
-        try:
-            corpus = self.load_corpus()
-            floor = self.floor(corpus)
-            cfg, flops, P = self.config, self.flops, self.profile
+        """Train the model the sliders describe (or fetch it from the store), drawing the loss live; returns the Run.
+
+        The same as pressing Train, but in this cell: the notebook's Stop interrupts it.
+        """
+        return self.action.run(*self._training())
+
+    def _training(self):
+        """(job, expected_s, done) for `LongAction`: the run the sliders describe, now."""
+        cfg, flops, P = self.config, self.flops, self.profile
+        def job(ctx) -> Run:
             self.output.outputs = ()
-            self.progress.value = 0.0
-            self.status.value = f"starting: {count_params(cfg).total:,} parameters, {flops:.3g} FLOPs…"
-            live = LiveLossPlot(self.output, floor, label=f"{human(count_params(cfg).total)} params",
-                                progress=self.progress, status=self.status)
-            run = train(cfg, corpus, flops=flops, seed=self.seed, batch_size=P.batch_size,
-                        eval_sequences=P.eval_sequences, device=self.device, callbacks=[live], store=self.store,
-                        progress=False)
-        finally:
-            self.train_button.disabled = False
+            self.status.value = (f"training {count_params(cfg).total:,} parameters on {flops:.3g} FLOPs · "
+                                 f"<b>Stop</b> keeps what was trained so far")
+            corpus = self.load_corpus()
+            ctx.check()
+            floor = self.floor(corpus)
+            ctx.check()
+            import_model_classes()  # the slow first import, outside the trainer: Stop is honoured right after it
+            ctx.check()
+            live = LiveLossPlot(self.output, floor, label=f"{human(count_params(self.config).total)} params")
+            return train(self.config, corpus, flops=flops, seed=self.seed, batch_size=P.batch_size,
+                         eval_sequences=P.eval_sequences, device=self.device, store=self.store, progress=False,
+                         callbacks=[live, TrainProgress(ctx)], stop=ctx.stop)
+
+        return job, self.speed(cfg).seconds(flops), self._finished
+
+    def _finished(self, run: Run) -> str:
+        """Show a finished (or stopped) run; returns the progress bar's closing text."""
         self.last_run = run
-        if not run.from_store and run.status == "ok":
-            self._calibrate(run)
+        if not run.from_store and run.status == "ok" and run.wall_s > 0 and run.flops > 0:
+            self._speeds = (self._speeds or []) + [(run.n_params, run.flops / run.wall_s)]
             self._refresh_readouts()
         mark = "📦 " if run.from_store else "✅ " if run.status == "ok" else "⚠️ "
-        self.status.value = mark + self._summary(run, floor)
-        return run
+        self.status.value = mark + self._summary(run)
+        if run.status == "interrupted":
+            return f"stopped after {run.steps:,} steps: kept in the store, marked interrupted"
+        return "from the store" if run.from_store else f"{run.status}: {run.steps:,} steps"
 
     def _summary(self, run: Run, floor: float | None = None) -> str:
         floor = self._floor_of(run) if floor is None else floor
@@ -266,17 +297,6 @@ class TrainPanel(Panel):
 
     def _label(self, run: Run) -> str:
         return f"{human(run.n_params)} params"
-
-    def _calibrate(self, run: Run) -> None:
-        if run.wall_s > 0 and run.flops > 0:
-            self.efficiency = run.flops / run.wall_s / self.peak_flops
-            self.efficiency_source = "measured"
-
-    def _calibrate_from_store(self) -> None:
-        """Calibrate the time estimate from the newest finished run on this device (one indexed query)."""
-        run = self.store.newest("ok", device=self.device.type, device_name=device_name(self.device), timed=True)
-        if run is not None:
-            self._calibrate(run)
 
     def _on_corpus(self, _change=None) -> None:
         loaded = self._corpora.get(self.corpus_name)

@@ -12,6 +12,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+from cot_lab.ui.format import human
 
 FLOOR_COLOUR = "#444444"
 
@@ -46,56 +49,97 @@ def _curves(runs_or_curves) -> list[tuple[str, list, list]]:
                      f"label -> Run or (train_curve, val_curve)")
 
 
-def _smooth(values: list[float], steps: int = 20) -> list[float]:
-    """Exponential moving average with a window of about `steps`, debiased at the start (as in Adam)."""
-    beta, avg, out = 1 - 1 / steps, 0.0, []
-    for i, v in enumerate(values, 1):
-        avg = beta * avg + (1 - beta) * v
-        out.append(avg / (1 - beta**i))
+def _smooth(values: list[float], half_window: int = 10) -> list[float]:
+    """Centred moving average over up to 2 * half_window + 1 points: a trailing average lags a falling loss and
+    sits above every point measured at the same step. Near the start the window shrinks symmetrically, so the
+    first value (near ln(vocabulary)) stays; at the end, where the curve is flat, it is cut off one-sided."""
+    total = [0.0]
+    for v in values:
+        total.append(total[-1] + v)
+    out = []
+    for i in range(len(values)):
+        half = min(half_window, i)
+        lo, hi = i - half, min(len(values), i + half + 1)
+        out.append((total[hi] - total[lo]) / (hi - lo))
     return out
 
 
-def loss_curve(runs_or_curves, floor: float | None = None, *, title: str | None = None,
-               figsize: tuple[float, float] = (6.4, 3.8)) -> Figure:
-    """Training loss (thin: raw; thick: smoothed) and validation loss (dots) in nats/token against tokens seen.
+def _half_window(n_points: int) -> int:
+    return min(10, n_points // 20)  # a wide window would flatten a short run's fall
 
-    `floor` draws the entropy floor: the loss no model can beat. Accepts a Run, a list of Runs,
-    or a mapping label -> Run or (train_curve, val_curve) of [[step, tokens, loss], ...].
-    """
-    curves = _curves(runs_or_curves)
-    fig = Figure(figsize=figsize, layout="constrained")
-    ax = fig.add_subplot()
-    colours = [f"C{i}" for i in range(10)]
-    top = []
+
+def _zoom_limits(curves) -> tuple[float, float] | None:
+    """A y-range for the last 80% of every curve's tokens, or None where that is most of the whole range anyway."""
+    later, every = [], []
+    for _, train, val in curves:
+        # Smoothed, as drawn: the raw losses' noise would stretch the zoom over nothing but noise.
+        rows = [[*r[:2], smooth] for r, smooth in zip(train, _smooth([r[2] for r in train], _half_window(len(train))))]
+        rows += val
+        if rows:
+            start = 0.2 * max(r[1] for r in rows)
+            later += [r[2] for r in rows if r[1] >= start]
+            every += [r[2] for r in rows]
+    if not later or max(every) == min(every):
+        return None
+    low, high = min(later), max(later)
+    # The zoom earns a panel only where the plunge from ln(vocabulary) would squash the rest of the run.
+    if high - low > 0.3 * (max(every) - min(every)):
+        return None
+    pad = 0.08 * max(high - low, 0.01)
+    return low - pad, high + pad
+
+
+def _draw_losses(ax, curves, floor: float | None) -> None:
+    """Every curve's raw and smoothed training loss, its validation points and the floor, labelled for a legend."""
     for i, (label, train, val) in enumerate(curves):
-        colour = colours[i % len(colours)]
-        train = [row for row in train if math.isfinite(row[2])]
+        colour = f"C{i % 10}"
         if train:
             tokens, losses = [r[1] for r in train], [r[2] for r in train]
-            ax.plot(tokens, losses, color=colour, alpha=0.25, linewidth=0.8)
-            window = min(20, max(1, len(losses) // 10))  # a long window would lag far behind a short run
-            ax.plot(tokens, _smooth(losses, window), color=colour, linewidth=1.8, label=f"{label} (train)")
-            top.append(losses[min(len(losses) - 1, max(1, len(losses) // 20))])
+            half = _half_window(len(losses))
+            # Stored curves keep every k-th step, so the window is told in steps, not in logged points.
+            steps_per_point = (train[-1][0] - train[0][0]) / max(len(train) - 1, 1) or 1
+            # One label names the faint raw lines of every curve: they all look alike but for colour.
+            ax.plot(tokens, losses, color=colour, alpha=0.25, linewidth=0.8,
+                    label="train, as logged (faint)" if i == 0 else "_nolegend_")
+            ax.plot(tokens, _smooth(losses, half), color=colour, linewidth=1.8,
+                    label=f"{label} (train, centred average of ~{(2 * half + 1) * steps_per_point:.0f} steps)")
         if val:
             ax.plot([r[1] for r in val], [r[2] for r in val], "o-", color=colour, markersize=4,
                     linewidth=1.0, label=f"{label} (validation)")
-            top.append(max(r[2] for r in val))
     if floor is not None:
-        ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2,
-                   label=f"entropy floor {floor:.3f}")
-    if top:  # the first few steps sit near ln(vocab); clip them so the interesting part fills the plot
-        seen = [r[2] for _, train, val in curves for r in [*train, *val] if math.isfinite(r[2])]
-        low = min(seen + ([floor] if floor is not None else []))  # a loss below the floor must stay visible
-        high = max(top)
-        pad = 0.08 * max(high - low, 0.05)
-        ax.set_ylim(low - pad, high + pad)
+        ax.axhline(floor, color=FLOOR_COLOUR, linestyle="--", linewidth=1.2, label=f"entropy floor {floor:.3f}")
     ax.set_xlabel("training tokens")
-    ax.set_ylabel("loss (nats/token)")
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: human(x)))  # '200K', not '200000': panels are narrow
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
     ax.grid(alpha=0.3)
+
+
+def loss_curve(runs_or_curves, floor: float | None = None, *, title: str | None = None,
+               figsize: tuple[float, float] = (7.2, 4.4)) -> Figure:
+    """Training loss (faint: as logged; thick: moving average) and validation loss (dots) in nats/token
+    against tokens seen, from the first step: a fresh model starts near ln(vocabulary).
+
+    When that start dwarfs the later gains, a second panel zooms on the rest of training. `floor` draws
+    the entropy floor: the loss no model can beat. Accepts a Run, a list of Runs, or a mapping
+    label -> Run or (train_curve, val_curve) of [[step, tokens, loss], ...].
+    """
+    curves = [(label, [r for r in train if math.isfinite(r[2])], [r for r in val if math.isfinite(r[2])])
+              for label, train, val in _curves(runs_or_curves)]
+    fig = Figure(figsize=figsize, layout="constrained")
+    zoom = _zoom_limits(curves)
+    axes = fig.subplots(1, 2, width_ratios=(3, 2)) if zoom else [fig.add_subplot()]
+    for ax in axes:
+        _draw_losses(ax, curves, floor)
+    axes[0].set_ylabel("loss (nats/token)")
+    if zoom:
+        axes[0].set_title("whole run", fontsize=9)
+        axes[1].set_ylim(*zoom)
+        axes[1].set_title("zoom: after the first 20% of tokens", fontsize=9)
     if title:
-        ax.set_title(title)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper right")
+        fig.suptitle(title)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:  # below the panels, where it can hide no point
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=8)
     return fig
 
 

@@ -1,0 +1,54 @@
+"""How long a run will take on this machine, before it starts: the FLOP rate of stored runs of similar size.
+
+Small models are overhead-bound (Python, autograd, kernel launches per step), so their FLOP rate is a
+small fraction of the device's matmul peak and grows with size: a 30K-parameter model reached ~1%
+of this 2-core CPU's peak, a 10M one ~20%. A rate measured on the nearest sizes is therefore the
+estimate; with no run on this device yet, the peak times an assumed efficiency stands in.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+from cot_lab.core.device import ASSUMED_EFFICIENCY
+
+NEAREST = 3  # stored runs the estimate takes the median rate of
+
+
+@dataclass(frozen=True)
+class SpeedEstimate:
+    """flops_per_s: expected FLOP/s of wall time (evaluation included); source: how it was found, for people."""
+
+    flops_per_s: float
+    source: str
+
+    def seconds(self, flops: float) -> float:
+        """Expected wall seconds of a run of `flops` training FLOPs."""
+        return flops / self.flops_per_s
+
+
+def estimate_speed(n_params: float, device_type: str, peak_flops: float, measured=()) -> SpeedEstimate:
+    """The FLOP rate to expect for a model of `n_params` parameters.
+
+    measured: (parameters, FLOP/s) of finished runs on this device (`RunStore.speeds(...)`); the median
+    rate of the `NEAREST` closest in log-size is used, each scaled by the square root of the size ratio
+    (between the two sizes above the rate grew ~20x over ~330x in size: an exponent of ~0.5), the ratio
+    clamped to [1/4, 4] so that a far-off run moves the estimate at most 2x; never above the peak.
+    """
+    if not measured:
+        efficiency = ASSUMED_EFFICIENCY.get(device_type, 0.1)
+        return SpeedEstimate(peak_flops * efficiency, f"assumed: {efficiency:.0%} of the measured peak")
+    nearest = sorted(measured, key=lambda m: abs(math.log(m[0] / n_params)))[:NEAREST]
+    rate = statistics.median(r * min(4.0, max(0.25, n_params / n)) ** 0.5 for n, r in nearest)
+    rate = min(rate, peak_flops)
+    return SpeedEstimate(rate, f"measured on your {len(nearest)} nearest-size run{'s' * (len(nearest) > 1)}")
+
+
+def expected_seconds(store, n_params: float, flops: float, device=None) -> float:
+    """Expected wall seconds of training `flops` FLOPs of an `n_params` model on `device`, from `store`'s runs."""
+    from cot_lab.core.device import device_name, measure_peak_flops, resolve_device
+
+    dev = resolve_device(device)
+    measured = store.speeds(dev.type, device_name(dev)) if store is not None else []
+    return estimate_speed(n_params, dev.type, measure_peak_flops(dev), measured).seconds(flops)
