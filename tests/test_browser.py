@@ -220,6 +220,24 @@ def test_start_here_in_jupyterlab(chromium, server, tmp_path):
             timeout=180_000)
         status = page.inner_text(f"{PANEL} .cot-lab-status")
         assert "❌" not in status and "above the entropy floor" in status
+
+        # the largest budget, stopped twice: by the panel's Stop button, then by the notebook's Stop (■)
+        page.locator(f"{PANEL} .cot-lab-budget .noUi-handle").first.focus()
+        page.keyboard.press("End")
+        page.wait_for_function(f"() => /Not trained yet/.test(document.querySelector('{PANEL} .cot-lab-status').textContent)",
+                               timeout=30_000)
+        for stop in (lambda: page.click(f"{PANEL} .cot-lab-stop"),
+                     lambda: page.click('.jp-NotebookPanel:not(.lm-mod-hidden) [data-command="notebook:interrupt-kernel"]')):
+            page.click(f"{PANEL} .cot-lab-train")
+            page.wait_for_function(f"() => /^step \\d/.test(document.querySelector('{PANEL} .cot-lab-eta').textContent)",
+                                   timeout=120_000)  # training, past its first step
+            assert "left" in shown_text(page, f"{PANEL} .cot-lab-eta")  # an ETA from the start
+            stop()
+            page.wait_for_function(
+                f"() => /run interrupted after \\d+ steps/.test(document.querySelector('{PANEL} .cot-lab-status').textContent)",
+                timeout=30_000)
+            assert "stopped after" in shown_text(page, f"{PANEL} .cot-lab-eta")
+            assert page.locator(f"{PANEL} .cot-lab-bar").count() == 1  # one bar, however often Train is pressed
         assert not page.errors, page.errors
         page.locator(PANEL).screenshot(path=str(tmp_path / "panel.png"))  # kept by pytest, for a human to look at
     assert (ROOT / "notebooks" / "00_start_here.ipynb").read_bytes() == repo_notebook

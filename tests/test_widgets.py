@@ -85,9 +85,17 @@ def test_budget_too_small_is_flagged_before_training(synthetic, store):
 # ------------------------------------------------------------------ training
 
 
+def click_and_wait(panel):
+    """Press Train as a student does (the run goes to the panel's background thread) and wait for it."""
+    panel.train_button.click()
+    if panel.action.thread is not None:
+        panel.action.thread.join(timeout=600)
+        assert not panel.action.thread.is_alive()
+
+
 def test_train_button_trains_stores_and_then_reuses(panel, store, synthetic):
     assert len(store) == 0 and "Not trained yet" in panel.status.value
-    panel.train_button.click()
+    click_and_wait(panel)
     run = panel.last_run
     assert panel.last_error is None, panel.last_error
     assert run is not None and run.status == "ok" and not run.from_store
@@ -103,7 +111,7 @@ def test_train_button_trains_stores_and_then_reuses(panel, store, synthetic):
     assert panel.efficiency_source == "measured"
     assert panel.efficiency == pytest.approx(run.flops / run.wall_s / PEAK)
 
-    panel.train_button.click()  # same settings: straight from the store
+    click_and_wait(panel)  # same settings: straight from the store
     again = panel.last_run
     assert again.from_store and again.run_id == run.run_id and again.final_val_loss == run.final_val_loss
     assert len(store) == 1 and "from the store" in panel.status.value and pngs(panel.output)
@@ -124,7 +132,7 @@ def test_train_button_trains_stores_and_then_reuses(panel, store, synthetic):
 def test_error_in_the_train_callback_shows_in_the_panel(synthetic, store):
     small = SMOKE.replace(flops_min=1e6, flops=1e6)
     p = widgets.train_panel(synthetic, store=store, profile=small, peak_flops=PEAK, device="cpu")
-    p.train_button.click()  # must not raise
+    click_and_wait(p)  # must not raise
     assert isinstance(p.last_error, ValueError)
     assert "ValueError" in p.status.value and "too small for one step" in p.status.value
     assert p.last_run is None and len(store) == 0
@@ -137,7 +145,7 @@ def test_unexpected_error_shows_its_traceback(panel, monkeypatch):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(panel, "load_corpus", broken)
-    panel.train_button.click()
+    click_and_wait(panel)
     assert "RuntimeError: disk on fire" in panel.status.value
     stderr = "".join(o["text"] for o in panel.output.outputs if o.get("name") == "stderr")
     assert "Traceback" in stderr and "disk on fire" in stderr
@@ -342,18 +350,23 @@ def test_a_corpus_not_loaded_yet_finds_its_runs_by_name(panel, store, synthetic,
     assert decoded == ["docs-newer"] and "📦" in panel.status.value and pngs(panel.output)
 
 
-def test_a_new_panel_calibrates_from_the_newest_run_on_this_device(synthetic, store, decoded):
+def test_a_new_panel_estimates_time_from_the_nearest_sizes_on_this_device(synthetic, store, decoded):
     cfg = cl.preset(SMOKE.params, vocab_size=synthetic.vocab_size, seq_len=SMOKE.seq_len)
-    for i in range(10):
-        store.save(finished(f"old-{i}", cfg, synthetic, flops=1e9 * (i + 1), wall_s=1.0 + i))
-    store.save(finished("mine", cfg, synthetic, flops=3e9, wall_s=4.0))
-    store.save(finished("untimed", cfg, synthetic, flops=5e9, wall_s=0.0))
+    far_small = cl.preset(SMOKE.params_min, vocab_size=synthetic.vocab_size, seq_len=SMOKE.seq_len)
+    far_big = cl.preset(SMOKE.params_max, vocab_size=synthetic.vocab_size, seq_len=SMOKE.seq_len)
+    for i, rate in enumerate((2e9, 3e9, 4e9)):  # this size on this CPU: FLOP/s of wall time
+        store.save(finished(f"mine-{i}", cfg, synthetic, flops=rate * 2.0, wall_s=2.0))
+    store.save(finished("small", far_small, synthetic, flops=1e8, wall_s=1.0))  # farther in size: not the nearest 3
+    store.save(finished("big", far_big, synthetic, flops=1e11, wall_s=1.0))
+    store.save(finished("untimed", cfg, synthetic, flops=5e9, wall_s=0.0))  # no speed to learn from
     store.save(finished("other-cpu", cfg, synthetic, flops=6e9, wall_s=1.0, dev_name="some other CPU"))
     store.save(finished("gpu", cfg, synthetic, flops=7e9, wall_s=1.0, device="cuda", dev_name="H100"))
     decoded.clear()
     p = widgets.train_panel(synthetic, store=store, profile=SMOKE, peak_flops=PEAK, device="cpu")
-    assert decoded == ["mine"]  # opening the panel decodes the one run it calibrates from (none is stored here)
-    assert p.efficiency_source == "measured" and p.efficiency == pytest.approx(3e9 / 4.0 / PEAK)
+    assert decoded == []  # the estimate reads indexed columns only: no record is decoded
+    assert p.config == cfg
+    assert p.efficiency_source == "measured" and p.efficiency == pytest.approx(3e9 / PEAK)  # the median of the three
+    assert duration(p.flops / 3e9) in p.time_label.value and "nearest-size" in p.time_label.value
 
 
 def test_moving_back_to_a_stored_run_reuses_its_drawn_curve(panel, store, synthetic, monkeypatch):
