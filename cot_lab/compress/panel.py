@@ -77,13 +77,16 @@ class PrunePanel(Panel):
 
     def _update(self) -> None:
         method, scope = self.method.value
+        rounds = self.timing_kw["repeats"]
+        self.status.value = (f"⏳ pruning a copy and measuring it: validation loss, then {rounds} timed rounds "
+                             "of dense and pruned side by side…")
         pruned = prune(copy.deepcopy(self.model), self.sparsity.value, method, corpus=self.corpus, scope=scope)
         measured = measure(pruned, self.corpus, n_sequences=self.n_sequences, latency=False)
         timed = latencies({"dense": self.model, "pruned": pruned}, **self.timing_kw)  # side by side, this moment
         self.dense = dataclasses.replace(self.dense, **timed["dense"])
         self.pruned_model, self.last = pruned, dataclasses.replace(measured, **timed["pruned"])
         self.table.value = self._table(pruning_report(pruned).attrs["achieved"])
-        self.clear_error()
+        self.clear_error()  # also empties the "measuring" line
 
     def on_error(self, error: BaseException) -> None:
         self.table.value = ""  # the table of the previous setting would be read as this one's
