@@ -110,9 +110,11 @@ def test_long_action_stops_from_its_button_and_reports_one_bar():
 def test_bar_shows_elapsed_and_eta_from_the_first_moment():
     bar = ActionBar()
     bar.begin(94.0)
-    assert "0:00 elapsed" in bar.text.value and "about 1:34 left" in bar.text.value
+    assert "starting" in bar.text.value and "0:00 elapsed" in bar.text.value
+    assert "then about 1:34 of work" in bar.text.value  # the estimate, before the first step: set-up not included
     bar.show(0.5, "step 5 of 10")
     assert bar.bar.value == 0.5 and bar.text.value.startswith("step 5 of 10 · 0:00 elapsed")
+    assert "about 0:47 left" in bar.text.value  # half done: half the estimate, until a rate is measured
 
 
 # ------------------------------------------------------------------------------------ real kernel

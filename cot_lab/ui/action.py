@@ -88,8 +88,11 @@ class ActionBar(W.HBox):
         self._shown = (fraction, what, started)
         eta = self.eta or Eta()
         self.bar.value = min(1.0, max(0.0, fraction))
-        left = eta.remaining_s(fraction) if started else eta.expected_s
-        tail = f" · about {clock(left)} left" if left is not None else ""
+        if started:
+            left = eta.remaining_s(fraction)
+            tail = f" · about {clock(left)} left" if left is not None else ""
+        else:  # set-up (imports, data) is not in the estimate: say what the estimate is of
+            tail = f" · then about {clock(eta.expected_s)} of work" if eta.expected_s is not None else ""
         self.text.value = f"{what} · {clock(eta.elapsed_s())} elapsed{tail}"
 
     def tick(self) -> None:
