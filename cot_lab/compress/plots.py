@@ -6,9 +6,9 @@ from matplotlib.figure import Figure
 from cot_lab.ui.figures import FLOOR_COLOUR
 
 
-def quality_vs_sparsity(curves, *, floor: float | None = None, figsize=(6.4, 3.8)) -> Figure:
+def quality_vs_sparsity(curves, *, floor: float | None = None, figsize=(7.6, 3.8)) -> Figure:
     """Validation loss (nats/token) against achieved sparsity, one line per method (`quality_curves` output)."""
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     for method, part in curves.groupby("method", sort=False):
         part = part.sort_values("achieved")
@@ -18,9 +18,9 @@ def quality_vs_sparsity(curves, *, floor: float | None = None, figsize=(6.4, 3.8
     ax.set_xlabel("fraction removed (weights, heads or neurons)")
     ax.set_ylabel("validation loss (nats/token)")
     ax.set_title("What pruning costs in quality")
-    ax.legend(fontsize=8)
+    # beside the axes: measured values move from run to run, and a legend inside would cover some of them
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     return fig
 
 
@@ -55,10 +55,10 @@ def size_quality_frontier(points, *, size: str = "disk_bytes", figsize=(7.6, 4.0
     return fig
 
 
-def latency_ratios(frame, *, figsize=(6.4, 3.6)) -> Figure:
+def latency_ratios(frame, *, figsize=(7.6, 3.6)) -> Figure:
     """Latency of each model relative to the first (1 = as fast; below 1 = faster), for scoring a batch and for
     generating tokens (`compare` output: columns score_ratio, generate_ratio), measured on this device."""
-    fig = Figure(figsize=figsize)
+    fig = Figure(figsize=figsize, layout="constrained")
     ax = fig.subplots()
     labels = list(frame.index)
     x = range(len(labels))
@@ -69,7 +69,7 @@ def latency_ratios(frame, *, figsize=(6.4, 3.6)) -> Figure:
     ax.set_xticks(list(x), labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel(f"time / time of {labels[0]}")
     ax.set_title("Latency on this device (median of repeats)")
-    ax.legend(fontsize=8)
+    # beside the axes: measured values move from run to run, and a legend inside would cover some of them
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right upper", fontsize=7)
     ax.grid(alpha=0.3, axis="y")
-    fig.tight_layout()
     return fig
