@@ -11,23 +11,12 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
 
 import torch
 
 import cot_lab as cl
 from cot_lab import compress
-
-
-def interleaved(variants: dict, time_one, rounds: int) -> dict[str, float]:
-    """Median seconds of `time_one(model)` per variant over `rounds` rounds, after one untimed warm-up round."""
-    for model in variants.values():
-        time_one(model)
-    times = {k: [] for k in variants}
-    for _ in range(rounds):
-        for k, model in variants.items():
-            times[k].append(time_one(model))
-    return {k: statistics.median(v) for k, v in times.items()}
+from cot_lab.compress.metrics import interleaved_medians
 
 
 def main() -> None:
@@ -57,10 +46,12 @@ def main() -> None:
     print(f"score: batch {args.batch_size} x {args.seq_len} tokens; generate: {args.n_tokens} tokens after a "
           f"16-token prompt; median of {args.repeats}")
     # Rounds: every variant once per round, so a burst of load elsewhere on the machine hits all of them alike.
-    score = interleaved(variants, lambda m: compress.score_latency(m, batch_size=args.batch_size, repeats=1,
-                                                                   warmup=0), args.repeats)
-    generate = interleaved(variants, lambda m: compress.generate_latency(m, n_tokens=args.n_tokens, repeats=1,
-                                                                         warmup=0), max(3, args.repeats // 4))
+    score = interleaved_medians({k: (lambda m=m: compress.score_latency(m, batch_size=args.batch_size, repeats=1,
+                                                                          warmup=0)) for k, m in variants.items()},
+                                repeats=args.repeats, warmup=1)
+    generate = interleaved_medians({k: (lambda m=m: compress.generate_latency(m, n_tokens=args.n_tokens, repeats=1,
+                                                                              warmup=0)) for k, m in variants.items()},
+                                   repeats=max(3, args.repeats // 4), warmup=1)
     base = "dense fp32"
     print(f"{'variant':24s} {'file':>10s} {'score ms':>9s} {'ratio':>6s} {'generate ms':>12s} {'ratio':>6s}")
     for k, m in variants.items():

@@ -430,26 +430,3 @@ def test_every_table_reads_one_loss_per_pruned_model(trained, synthetic):
         assert frame.loc[label, "val_loss"] == curves.loc[(label, 0.5), "val_loss"], label
     with pytest.raises(ValueError, match="label='wanda'"):
         study.pruned_copy(trained, synthetic, "wanda", 0.5)
-
-
-# ------------------------------------------------------------------ notebook 02: shares of wall time that are true
-def _timed_run(i: int, wall_s: float, train_s: float, from_store: bool = False):
-    cfg = cl.ModelConfig(d_model=16, n_layer=1, n_head=1, vocab_size=512, seq_len=32)
-    return cl.Run(run_id=f"r{i}", config=cfg, corpus="synthetic", corpus_fingerprint="x",
-                  budget={"kind": "flops", "value": 1e9}, hparams={}, wall_s=wall_s, train_s=train_s,
-                  from_store=from_store)
-
-
-def test_sweep_shares_are_of_the_runs_own_time_when_runs_run_side_by_side():
-    from cot_lab.scaling.sweep import SweepResult
-
-    # two workers: 4 runs of 100 s (90 s training each) in 210 s of wall time, plus one run from the store
-    result = SweepResult([_timed_run(i, 100.0, 90.0) for i in range(4)] + [_timed_run(9, 5.0, 4.0, True)],
-                         wall_s=210.0)
-    assert result.train_s == 360.0 and result.runs_s == 400.0
-    assert result.train_s / result.wall_s > 1.7  # the old "share of wall time": 171%, not a share at all
-    assert result.train_share == pytest.approx(0.9) and result.concurrency == pytest.approx(400 / 210)
-    assert result.timing() == ("5 runs in 210 s (4 trained now, 1.9 at a time on average); 90% of those runs' "
-                               "own 400 s was training steps, the rest evaluation and bookkeeping")
-    cached = SweepResult([_timed_run(0, 100.0, 90.0, True)], wall_s=0.2)
-    assert math.isnan(cached.train_share) and "nothing trained now" in cached.timing()

@@ -59,10 +59,17 @@ def estimate_speed(n_params: float, device_type: str, peak_flops: float, measure
     return SpeedEstimate(rate, f"measured on your {len(nearest)} nearest-size run{'s' * (len(nearest) > 1)}")
 
 
-def expected_seconds(store, n_params: float, flops: float, device=None) -> float:
-    """Expected wall seconds of training `flops` FLOPs of an `n_params` model on `device`, from `store`'s runs."""
+def speed_for(store, device=None):
+    """A function n_params -> SpeedEstimate for `device`, from `store`'s runs: one query and one peak look-up,
+    however many sizes it is then asked about (a sweep's ETA asks for each of its points)."""
     from cot_lab.core.device import device_name, measure_peak_flops, resolve_device
 
     dev = resolve_device(device)
     measured = store.speeds(dev.type, device_name(dev)) if store is not None else []
-    return estimate_speed(n_params, dev.type, measure_peak_flops(dev), measured).seconds(flops)
+    peak = measure_peak_flops(dev)
+    return lambda n_params: estimate_speed(n_params, dev.type, peak, measured)
+
+
+def expected_seconds(store, n_params: float, flops: float, device=None) -> float:
+    """Expected wall seconds of training `flops` FLOPs of an `n_params` model on `device`, from `store`'s runs."""
+    return speed_for(store, device)(n_params).seconds(flops)

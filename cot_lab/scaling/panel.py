@@ -21,7 +21,7 @@ from cot_lab.core.recipe import batch_size_for
 from cot_lab.core.executor import default_workers
 from cot_lab.core.shapes import size_ladder
 from cot_lab.ui.format import human
-from cot_lab.core.speed import expected_seconds
+from cot_lab.core.speed import expected_seconds, speed_for
 from cot_lab.ui.action import LongAction, TrainProgress
 from cot_lab.ui.panel import Panel, css_classes
 
@@ -156,8 +156,8 @@ class SweepButton(Panel):
     def expected_s(self) -> float:
         """Estimated seconds for the runs not yet in the store, `workers` at a time (from this machine's speed)."""
         stored = stored_points(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences)
-        seconds = [expected_seconds(self.store, p.n_params, p.flops) for i, p in enumerate(self.plan.points)
-                   if i not in stored]
+        speed = speed_for(self.store)
+        seconds = [speed(p.n_params).seconds(p.flops) for i, p in enumerate(self.plan.points) if i not in stored]
         return sum(seconds) / max(1, min(self.workers, len(seconds)))
 
     def _sweep(self):
