@@ -28,7 +28,7 @@ from cot_lab.core.recipe import batch_size_for, default_lr
 from cot_lab.core.runs import Run, RunStore
 from cot_lab.core.shapes import preset, size_ladder
 from cot_lab.core.shipped import shipped_model
-from cot_lab.core.training import train
+from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
 from cot_lab.lab import setup_notebook
 from cot_lab.scaling.fit import fit_scaling_law
@@ -43,7 +43,7 @@ __all__ = [
     # devices and budgets
     "autocast_dtype", "detect_device", "device_name", "measure_peak_flops", "resolve_device", "GPUS", "gpu", "Budget",
     # data, training, runs, model files
-    "Corpus", "load_corpus", "train", "default_lr", "batch_size_for", "Callback", "ProgressBar", "TrainState",
+    "Corpus", "load_corpus", "train", "train_many", "default_lr", "batch_size_for", "Callback", "ProgressBar", "TrainState",
     "evaluate_loss", "Run", "RunStore", "load_model", "save_model", "shipped_model", "home", "Profile", "profile",
     "setup_notebook",
     # scaling laws and sweeps

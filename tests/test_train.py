@@ -139,7 +139,7 @@ def test_nan_loss_marks_run_diverged(synthetic, monkeypatch):
 
     def step_that_blows_up(*args, **kwargs):
         calls["n"] += 1
-        return float("nan") if calls["n"] == 3 else real_step(*args, **kwargs)
+        return [float("nan")] if calls["n"] == 3 else real_step(*args, **kwargs)
 
     monkeypatch.setattr(module, "_train_step", step_that_blows_up)
     run = tiny_run(synthetic)
@@ -152,10 +152,10 @@ def test_out_of_memory_halves_the_micro_batch(synthetic, monkeypatch):
     module = _train_module()
     real_step = module._train_step
 
-    def step_with_small_memory(loss_fn, model, optimizer, scaler, batch, micro, *rest):
+    def step_with_small_memory(loss_fn, members, scaler, batch, micro, *rest):
         if micro > 2:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_step(loss_fn, model, optimizer, scaler, batch, micro, *rest)
+        return real_step(loss_fn, members, scaler, batch, micro, *rest)
 
     reference = tiny_run(synthetic, tokens=8 * 32 * 10, micro_batch_size=2)
     monkeypatch.setattr(module, "_train_step", step_with_small_memory)
@@ -213,7 +213,7 @@ def test_compiled_training_matches_eager(synthetic):
 
 
 def test_compile_auto_only_for_large_budgets():
-    module = _train_module()
+    import cot_lab.core.plan as module
     cpu = torch.device("cpu")
     assert module._use_compile("auto", cpu, 1e12, 1e12) is False
     assert module._use_compile("auto", cpu, 1e14, 1e14) is module._has_cxx_compiler()

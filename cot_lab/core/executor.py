@@ -21,12 +21,14 @@ REPORT_EVERY_S = 0.5  # how often a worker tells the parent how far its run is
 
 
 def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str, threads: int, train_kwargs: dict):
-    """Train (index, config dict, flops, batch size) tasks until a None arrives.
+    """Train (config dict, flops, batch size, [(job index, seed), ...]) tasks until a None arrives: one run,
+    or the seeds of one point as one batched group (`train_many`).
 
-    Reports ("step", index, flops so far) while training, ("done", index, run_id, from_store) per run, and
-    ("error", message) once if something fails.
+    Reports ("step", job index, flops so far) while training, ("done", job index, run_id, from_store) per run,
+    and ("error", message) once if something fails.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)  # a background parent may have ignored SIGINT
+    parent = os.getppid()
     import torch
 
     torch.set_num_threads(threads)
@@ -34,7 +36,7 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
     from cot_lab.core.config import ModelConfig
     from cot_lab.data import load_corpus
     from cot_lab.core.runs import RunStore
-    from cot_lab.core.training import train
+    from cot_lab.core.training import train, train_many
 
     class Report(Callback):
         def __init__(self, index):
@@ -44,6 +46,8 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
             now = time.monotonic()
             if now - self.told_at >= REPORT_EVERY_S:
                 self.told_at = now
+                if os.getppid() != parent:  # the notebook's kernel died or restarted: stop as a Stop would
+                    raise KeyboardInterrupt
                 results.put(("step", self.index, state.flops))
 
     corpus = load_corpus(corpus_name)
@@ -53,14 +57,25 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
     store = RunStore(store_root)
     while True:
         try:
-            item = tasks.get()
+            try:
+                item = tasks.get(timeout=1.0)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    return
+                continue
             if item is None:
                 return
-            index, cfg, flops, batch_size = item
-            run = train(ModelConfig(**cfg), corpus, flops=flops, batch_size=batch_size, store=store,
-                        progress=False, callbacks=[Report(index)], **train_kwargs)
-            results.put(("done", index, run.run_id, run.from_store))
-            if run.status == "interrupted":
+            cfg, flops, batch_size, members = item
+            common = dict(flops=flops, batch_size=batch_size, store=store, progress=False, **train_kwargs)
+            if len(members) == 1:
+                (index, seed), = members
+                trained = [train(ModelConfig(**cfg), corpus, seed=seed, callbacks=[Report(index)], **common)]
+            else:
+                trained = train_many(ModelConfig(**cfg), corpus, seeds=[seed for _, seed in members],
+                                     callbacks=[[Report(index)] for index, _ in members], **common)
+            for (index, _), run in zip(members, trained):
+                results.put(("done", index, run.run_id, run.from_store))
+            if any(run.status == "interrupted" for run in trained):
                 return
         except KeyboardInterrupt:  # between runs: nothing in flight
             return
@@ -69,25 +84,26 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
             return
 
 
-def run_parallel(points, corpus, store, workers: int, train_kwargs: dict, on_done, on_step=None, stop=None) -> bool:
-    """Train `points` (SweepPoints) in `workers` processes; `on_done(index, run_id, from_store)` per finished run,
-    `on_step(index, flops)` about twice a second per run in training.
+def run_parallel(tasks, corpus, store, workers: int, train_kwargs: dict, on_done, on_step=None, stop=None) -> bool:
+    """Train `tasks` in `workers` processes; `on_done(job, run_id, from_store)` per finished run, `on_step(job,
+    flops)` about twice a second per run in training. A task is (SweepPoint, [(job, seed), ...]): one run, or
+    several seeds of the point trained as one batched group.
 
     Returns True if the sweep was interrupted: KeyboardInterrupt in this process, or `stop` (an Event) set.
     Either way each worker gets a SIGINT, so its run in flight is stored marked "interrupted".
     """
     ctx = mp.get_context("spawn")  # fork would copy a live torch thread pool; spawn starts clean
-    tasks, results = ctx.Queue(), ctx.Queue()
-    for i, p in enumerate(points):
-        tasks.put((i, p.config.to_dict(), p.flops, p.batch_size))
+    queue_in, results = ctx.Queue(), ctx.Queue()
+    for point, members in tasks:
+        queue_in.put((point.config.to_dict(), point.flops, point.batch_size, list(members)))
     for _ in range(workers):
-        tasks.put(None)
+        queue_in.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [ctx.Process(target=_worker, args=(tasks, results, corpus.name, corpus.fingerprint, str(store.root),
+    procs = [ctx.Process(target=_worker, args=(queue_in, results, corpus.name, corpus.fingerprint, str(store.root),
                                                threads, train_kwargs), daemon=True) for _ in range(workers)]
     for proc in procs:
         proc.start()
-    remaining, interrupted, error = len(points), False, None
+    remaining, interrupted, error = sum(len(members) for _, members in tasks), False, None
 
     def handle(message) -> None:
         nonlocal remaining, error

@@ -7,6 +7,11 @@ autocast where the device runs it natively. The schedule is a function of the fr
 spent, so a time budget gets a proper cosine too. Fine-tuning (`init=`) and recovery after pruning
 (`cl.recover`, a callback that keeps the zeros) run through the same loop: the same divergence check,
 OOM fallback, evaluation curve and store.
+
+The loop trains a *group*: one run, or several runs of one shape that differ only in seed and learning
+rate (`train_many`), as one batched computation (`core/stacked_llama.py`: every weight [G, ...], every
+matmul batched). Each member keeps its own model, optimizer, data order, gradient clipping, curves and
+store record, so a member's result is the run it would be alone (`tests/test_train_many.py`).
 """
 from __future__ import annotations
 
@@ -14,131 +19,27 @@ import math
 import platform
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-from cot_lab.core.accounting import flops_per_token
+from cot_lab.core import stacked_llama
 from cot_lab.core.callbacks import Callback, ProgressBar, TrainState
 from cot_lab.core.checkpoint import weights_fingerprint
 from cot_lab.core.config import ModelConfig, build_model, config_of
-from cot_lab.data.base import Corpus
+from cot_lab.core.device import device_name
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, mean_loss
 from cot_lab.core.interrupts import check_stop, interrupts_deferred, validate_stop
-from cot_lab.core.device import autocast_dtype, device_name, precision_name, resolve_device
-from cot_lab.core.recipe import default_lr, lr_at, make_optimizer
-from cot_lab.core.runs import Run, RunStore, now_iso, run_key
-from cot_lab.core.validate import fraction, integer, number
+from cot_lab.core.plan import COMPILE_AUTO_FLOPS, RunPlan, group_key, plan_run  # noqa: F401  (re-exported)
+from cot_lab.core.recipe import lr_at, make_optimizer
+from cot_lab.core.runs import Run, RunStore, now_iso
+from cot_lab.data.base import Corpus
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-EVAL_SHARE = 0.1  # evaluations may cost at most ~10% of the training FLOPs (a forward is 1/3 of a step)
+# Evaluations (the final one included) may cost at most ~10% of the training FLOPs; a forward is 1/3 of a step.
+EVAL_SHARE = 0.1
 MAX_EVALS = 20
-
-
-def _check_budget(flops, tokens, seconds) -> tuple[str, float]:
-    given = {k: v for k, v in (("flops", flops), ("tokens", tokens), ("seconds", seconds)) if v is not None}
-    if len(given) != 1:
-        raise ValueError(f"give exactly one budget: flops=, tokens= or seconds= (got {sorted(given) or 'none'})")
-    kind, value = next(iter(given.items()))
-    return kind, number(kind, value)
-
-
-def _resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not known; use one of {PRECISIONS}")
-    if precision == "auto":
-        return autocast_dtype(device)
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision='fp16' needs a CUDA device (got {device.type}); use 'bf16' or 'fp32'")
-    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def _is_oom(error: BaseException) -> bool:
-    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Everything `train` decides before its first step: the validated settings, the budget and the run key."""
-
-    cfg: ModelConfig
-    kind: str                   # "flops" | "tokens" | "seconds"
-    value: float                # the budget in that unit
-    device: torch.device
-    amp_dtype: torch.dtype | None
-    precision: str              # "fp32" | "bf16" | "fp16"
-    tokens_per_step: int
-    flops_per_token: float      # training FLOPs per token (Chinchilla App. F count)
-    total_steps: int | None     # None for a time budget
-    hparams: dict
-    spec: dict                  # what the key hashes
-    key: str
-
-    @property
-    def budget(self) -> dict:
-        return {"kind": self.kind, "value": self.value}
-
-
-def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, tokens: float | None = None,
-             seconds: float | None = None, seed: int = 0, batch_size: int = 16, lr: float | None = None,
-             warmup: float = 0.05, min_lr_ratio: float = 0.1, weight_decay: float = 0.1, grad_clip: float = 1.0,
-             device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
-             micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
-             init_fingerprint: str | None = None) -> RunPlan:
-    """Validate `train`'s arguments and work out the run without training it: steps, hyperparameters, run key.
-
-    A panel calls this to look a setting up in the store (`store.get(plan.key)`) on every slider move.
-    """
-    if not isinstance(cfg, ModelConfig):
-        raise ValueError(f"cfg must be a cot_lab.ModelConfig (got {type(cfg).__name__})")
-    if not isinstance(corpus, Corpus):
-        raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
-    if cfg.vocab_size < corpus.vocab_size:
-        raise ValueError(
-            f"cfg.vocab_size={cfg.vocab_size} is smaller than the corpus's vocab_size={corpus.vocab_size}; "
-            f"use cfg.replace(vocab_size={corpus.vocab_size})"
-        )
-    kind, value = _check_budget(flops, tokens, seconds)
-    batch_size = integer("batch_size", batch_size, hint="sequences per optimizer step, e.g. 16")
-    eval_sequences = integer("eval_sequences", eval_sequences, hint="validation rows, e.g. 128")
-    seed = integer("seed", seed, low=0)
-    if micro_batch_size is not None:
-        micro_batch_size = integer("micro_batch_size", micro_batch_size, high=batch_size)
-    lr = default_lr(cfg) if lr is None else number("lr", lr, high=1.0, high_open=True, hint="e.g. 1e-3")
-    warmup = fraction("warmup", warmup, hint="a fraction of the budget, e.g. 0.05")
-    min_lr_ratio = number("min_lr_ratio", min_lr_ratio, low=0.0, low_open=False, high=1.0)
-    if compile not in (True, False, "auto"):
-        raise ValueError(f"compile={compile!r} must be True, False or 'auto'")
-    dev = resolve_device(device)
-    amp_dtype = _resolve_precision(precision, dev)
-
-    tokens_per_step = batch_size * cfg.seq_len
-    per_token = flops_per_token(cfg, "chinchilla")
-    total_steps = budget_flops = None  # a time budget fixes neither in advance
-    if kind != "seconds":
-        budget_tokens = value if kind == "tokens" else value / per_token
-        budget_flops = budget_tokens * per_token
-        total_steps = int(budget_tokens // tokens_per_step)
-        if total_steps < 1:
-            need = tokens_per_step * (per_token if kind == "flops" else 1)
-            raise ValueError(
-                f"{kind}={value:.3g} is too small for one step: one step of batch_size={batch_size} x "
-                f"seq_len={cfg.seq_len} needs {need:.3g} {kind}; raise {kind} to at least that or lower batch_size"
-            )
-    hparams = dict(attention=_training_attention(dev, amp_dtype), compiled=_use_compile(compile, dev, budget_flops, value),
-                   seed=seed, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_ratio=min_lr_ratio,
-                   weight_decay=weight_decay, grad_clip=grad_clip, eval_sequences=eval_sequences)
-    if init_fingerprint is not None:  # fine-tuning: the starting weights decide the result too
-        hparams["init"] = init_fingerprint
-    if micro_batch_size is not None:
-        hparams["micro_batch_size"] = micro_batch_size
-    spec = dict(config=cfg.to_dict(), corpus=corpus.fingerprint, budget={"kind": kind, "value": value},
-                hparams=hparams, precision=precision_name(amp_dtype), device=dev.type)
-    # micro_batch_size changes only how a step is split, not its result: not part of the key
-    keyed = {**spec, "hparams": {k: v for k, v in hparams.items() if k != "micro_batch_size"}}
-    return RunPlan(cfg, kind, value, dev, amp_dtype, precision_name(amp_dtype), tokens_per_step, per_token,
-                   total_steps, hparams, spec, run_key(keyed))
+EVAL_ROWS_PER_CHUNK = 64  # validation rows per forward: large enough that per-op overhead stops mattering
 
 
 def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, tokens: float | None = None,
@@ -180,136 +81,225 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
             for cb in callbacks:
                 cb.on_end(cached)
             return cached
-    def make_model():
-        if init is not None:
-            return init
+    member = _Member(plan, (lambda: init) if init is not None else _fresh_model(cfg, seed), callbacks)
+    return _run_group([member], corpus, store, compile, stop)[0]
+
+
+def train_many(cfg: ModelConfig, corpus: Corpus, *, seeds=(0,), lrs=None, store: RunStore | None = None,
+               callbacks=None, progress: bool = True, stop=None, compile: bool | str = "auto", **train_kwargs) -> list[Run]:
+    """Several runs of one shape and budget, trained together as one batched computation; one Run per member.
+
+    seeds: a list of seeds; lrs: None (every member `default_lr(cfg)`), one learning rate, or a list as long
+    as `seeds` (member i trains with seeds[i], lrs[i]). Each member is stored as its own run, under the key
+    `cl.train` would give it, and equals that run trained alone (fp32: the same loss to ~1e-6). callbacks:
+    None, or one list per member. Runs already in `store` come back at once; only the others train.
+    Dense models only (MoE members are trained one after another). Other keyword arguments: as `cl.train`.
+    """
+    stop = validate_stop(stop)
+    if "init" in train_kwargs:
+        raise ValueError("init= is not supported by train_many; fine-tune one model with cl.train(init=...)")
+    seeds = list(seeds) if hasattr(seeds, "__iter__") else [seeds]
+    lrs = [lrs] * len(seeds) if lrs is None or not hasattr(lrs, "__iter__") else list(lrs)
+    if not seeds or len(lrs) != len(seeds):
+        raise ValueError(f"seeds={seeds!r} and lrs={lrs!r}: give at least one seed, and one lr or one per seed")
+    callbacks = [[] for _ in seeds] if callbacks is None else [list(c) for c in callbacks]
+    if len(callbacks) != len(seeds):
+        raise ValueError(f"callbacks: give one list per member ({len(seeds)}), or None")
+    plans = [plan_run(cfg, corpus, seed=seed, lr=lr, compile=compile, **train_kwargs) for seed, lr in zip(seeds, lrs)]
+    if len({p.key for p in plans}) != len(plans):
+        raise ValueError(f"seeds={seeds!r} with lrs={lrs!r} repeat a run; every (seed, lr) pair must differ")
+    runs: list[Run | None] = [None] * len(plans)
+    members = []
+    for i, plan in enumerate(plans):
+        cached = store.get(plan.key) if store is not None else None
+        if cached is not None and cached.status == "ok":
+            runs[i] = cached
+            for cb in callbacks[i]:
+                cb.on_end(cached)
+        else:
+            bar = [ProgressBar(f"{cfg.d_model}x{cfg.n_layer} seed {plan.hparams['seed']}")] if progress else []
+            members.append((i, _Member(plan, _fresh_model(cfg, plan.hparams["seed"]), callbacks[i] + bar)))
+    if members:
+        groups = [members] if cfg.arch == "dense" else [[m] for m in members]
+        for group in groups:
+            for (i, _), run in zip(group, _run_group([m for _, m in group], corpus, store, compile, stop)):
+                runs[i] = run
+            if any(runs[i].status == "interrupted" for i, _ in group):
+                break
+    return [r for r in runs if r is not None]
+
+
+def _fresh_model(cfg: ModelConfig, seed: int):
+    def make():
         with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
             torch.manual_seed(seed)
             return build_model(cfg)
+    return make
 
-    return _run(plan, corpus, make_model, callbacks, store, compile, stop)
+
+@dataclass
+class _Member:
+    """One run of a group: its plan, how to make its model, its callbacks, and what the loop keeps for it."""
+
+    plan: RunPlan
+    make_model: object
+    callbacks: list
+    run: Run | None = None
+    state: TrainState | None = None
+    model: object = None
+    optimizer: object = None
+    batches: object = None
+    active: bool = True  # False once it has diverged
+    evals: list = field(default_factory=list)
 
 
-def _run(plan: RunPlan, corpus: Corpus, make_model, callbacks: list, store: RunStore | None, compile, stop) -> Run:
-    """The training loop: steps until the budget is spent, evaluations, divergence, OOM fallback, Stop, the store.
+def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, compile, stop) -> list[Run]:
+    """The training loop over a group: steps until the budget is spent, evaluations, divergence, OOM fallback,
+    Stop, the store.
 
-    Everything after the run record exists sits inside one `try`, so a Stop at any moment (building the
-    model, making the validation rows, a callback, an evaluation) ends as a stored, "interrupted" run.
+    Everything after the run records exist sits inside one `try`, so a Stop at any moment (building the
+    models, making the validation rows, a callback, an evaluation) ends as stored, "interrupted" runs.
     """
-    cfg, dev, amp_dtype, hparams = plan.cfg, plan.device, plan.amp_dtype, plan.hparams
-    value, tokens_per_step, flops_per_tok, total_steps = (plan.value, plan.tokens_per_step,
-                                                                plan.flops_per_token, plan.total_steps)
-    lr, warmup, min_lr_ratio, grad_clip = hparams["lr"], hparams["warmup"], hparams["min_lr_ratio"], hparams["grad_clip"]
-    run = Run(run_id=plan.key, config=cfg, corpus=corpus.name, corpus_fingerprint=corpus.fingerprint,
-              budget=plan.budget, hparams=dict(hparams), entropy=corpus.entropy_for(cfg.seq_len)[0], device=dev.type,
-              device_name=device_name(dev), precision=plan.precision, versions=versions(), created_at=now_iso())
+    first = members[0].plan
+    cfg, dev, amp_dtype, hparams = first.cfg, first.device, first.amp_dtype, first.hparams
+    if len({group_key(m.plan) for m in members}) != 1:
+        raise ValueError("runs trained as one group must differ only in seed and learning rate")
+    tokens_per_step, flops_per_tok, total_steps = first.tokens_per_step, first.flops_per_token, first.total_steps
+    for m in members:
+        m.run = Run(run_id=m.plan.key, config=cfg, corpus=corpus.name, corpus_fingerprint=corpus.fingerprint,
+                    budget=m.plan.budget, hparams=dict(m.plan.hparams), entropy=corpus.entropy_for(cfg.seq_len)[0],
+                    device=dev.type, device_name=device_name(dev), precision=first.precision, versions=versions(),
+                    created_at=now_iso())
+        m.state = TrainState(0, total_steps, 0, 0.0, float("nan"), 0.0, 0.0, 0.0)
     micro = hparams.get("micro_batch_size") or hparams["batch_size"]
-    state = TrainState(0, total_steps, 0, 0.0, float("nan"), 0.0, 0.0, 0.0)
+    step, elapsed_s, progress = 0, 0.0, 0.0
     start = time.perf_counter()
-    model = None
     try:
-        model = make_model()
-        check_stop(stop)
-        model.to(dev).train()
-        model.set_attn_implementation(hparams["attention"])
-        loss_fn = torch.compile(next_token_loss, dynamic=False) if hparams["compiled"] else next_token_loss
-        optimizer = make_optimizer(model, lr, hparams["weight_decay"], dev)
+        for m in members:
+            m.model = m.make_model()
+            check_stop(stop)
+        models = [m.model for m in members]
+        for model in models:
+            model.to(dev).train()
+            model.set_attn_implementation(hparams["attention"])
+        loss_fn = _group_loss(models, cfg, hparams["attention"])
+        if hparams["compiled"]:
+            loss_fn = torch.compile(loss_fn, dynamic=False)
+        for m in members:
+            m.optimizer = make_optimizer(m.model, m.plan.hparams["lr"], hparams["weight_decay"], dev)
+            m.batches = corpus.train_batches(hparams["batch_size"], cfg.seq_len, m.plan.hparams["seed"])
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         val_rows = corpus.val_batch(hparams["eval_sequences"], cfg.seq_len)
-        batches = corpus.train_batches(hparams["batch_size"], cfg.seq_len, hparams["seed"])
-        n_evals = max(1, min(MAX_EVALS, int(EVAL_SHARE * 3 * tokens_per_step * (total_steps or 1000) / val_rows.numel())))
+        n_evals = _intermediate_evals(tokens_per_step * (total_steps or 1000), val_rows.numel())
         next_eval = 1.0 / (n_evals + 1)
-        for cb in callbacks:
-            cb.on_start(model)
-        while state.progress < 1.0:
+        for m in members:
+            for cb in m.callbacks:
+                cb.on_start(m.model)
+        while progress < 1.0:
             check_stop(stop)
-            state.lr = lr_at(state.progress, lr, warmup, min_lr_ratio)
-            for group in optimizer.param_groups:
-                group["lr"] = state.lr
+            for m in members:
+                m.state.lr = lr_at(progress, m.plan.hparams["lr"], hparams["warmup"], hparams["min_lr_ratio"])
+                for group in m.optimizer.param_groups:
+                    group["lr"] = m.state.lr
             t0 = time.perf_counter()  # data time counts: a slow loader is the trainer's problem too
-            batch = next(batches)
+            batch = torch.stack([next(m.batches) for m in members])  # [G, B, T+1]
             while True:
                 try:
-                    loss = _train_step(loss_fn, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip)
+                    losses = _train_step(loss_fn, members, scaler, batch, micro, dev, amp_dtype, hparams["grad_clip"])
                     break
                 except Exception as error:
-                    optimizer.zero_grad(set_to_none=True)
+                    for m in members:
+                        m.optimizer.zero_grad(set_to_none=True)
                     if _is_oom(error) and micro > 1:
                         if dev.type == "cuda":
                             torch.cuda.empty_cache()
                         micro //= 2  # same effective batch, split into more accumulation steps
-                    elif loss_fn is not next_token_loss and compile == "auto" and state.step == 0:
+                    elif hparams["compiled"] and compile == "auto" and step == 0 and loss_fn is not None:
                         warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); training uncompiled")
-                        loss_fn = next_token_loss
+                        loss_fn, hparams = _group_loss(models, cfg, hparams["attention"]), {**hparams, "compiled": False}
                     else:
                         raise
-            state.elapsed_s += time.perf_counter() - t0
-            state.step += 1
-            state.tokens += tokens_per_step
-            state.flops = state.tokens * flops_per_tok
-            state.loss = loss
-            state.progress = state.step / total_steps if total_steps else min(1.0, state.elapsed_s / value)
-            run.train_curve.append([state.step, state.tokens, loss])
-            if not math.isfinite(loss):
-                run.status = "diverged"
+            elapsed_s += time.perf_counter() - t0
+            step += 1
+            progress = step / total_steps if total_steps else min(1.0, elapsed_s / first.value)
+            for m, loss in zip(members, losses):
+                if m.active:
+                    _record_step(m, step, elapsed_s, progress, loss, tokens_per_step, flops_per_tok)
+            if not any(m.active for m in members):
                 break
-            for cb in callbacks:
-                cb.on_step(state)
-            if state.progress >= next_eval and state.progress < 1.0:
+            if progress >= next_eval and progress < 1.0:
                 next_eval += 1.0 / (n_evals + 1)
-                _evaluate(model, val_rows, state, run, callbacks)
-        if run.status == "ok":
-            check_stop(stop)
-            _evaluate(model, val_rows, state, run, callbacks)
+                _evaluate(members, cfg, val_rows)
+        check_stop(stop)
+        _evaluate(members, cfg, val_rows)
     except KeyboardInterrupt:
-        run.status = "interrupted"  # the notebook's Stop button: keep what was trained, marked as partial
-    # From here on a second Stop waits until the record and the weights are written: the store stays consistent.
+        for m in members:  # the notebook's Stop button: keep what was trained, marked as partial
+            if m.run.status == "ok":
+                m.run.status = "interrupted"
+    # From here on a second Stop waits until the records and the weights are written: the store stays consistent.
     with interrupts_deferred():
-        run.steps, run.tokens, run.flops, run.train_s = state.step, state.tokens, state.flops, state.elapsed_s
-        run.wall_s = time.perf_counter() - start
-        run.final_val_loss = run.val_curve[-1][2] if run.val_curve and run.status == "ok" else float("nan")
-        run.hparams["micro_batch_size"] = micro
-        if model is not None:
-            model.to("cpu").eval()
-            model.set_attn_implementation("sdpa")
-        run._model = model
-        if store is not None:
-            store.save(run, model if run.status != "diverged" else None)
-    for cb in callbacks:
-        cb.on_end(run)
-    return run
+        wall_s = time.perf_counter() - start
+        for m in members:
+            run, state = m.run, m.state
+            run.steps, run.tokens, run.flops, run.train_s = state.step, state.tokens, state.flops, state.elapsed_s
+            run.wall_s = wall_s
+            run.final_val_loss = run.val_curve[-1][2] if run.val_curve and run.status == "ok" else float("nan")
+            run.hparams["micro_batch_size"] = micro
+            if m.model is not None:
+                m.model.to("cpu").eval()
+                m.model.set_attn_implementation("sdpa")
+            run._model = m.model
+            if store is not None:
+                store.save(run, m.model if run.status != "diverged" else None)
+    for m in members:
+        for cb in m.callbacks:
+            cb.on_end(m.run)
+    return [m.run for m in members]
 
 
-# Budgets above which "auto" compiles: on a 2-core CPU, compiling took 30-60 s the first time (4 s from
-# inductor's cache) and then ran 1.4-1.6x faster (benchmarks/trainer_throughput.py), so it pays from a few
-# minutes of training. A threshold in FLOPs, not seconds, keeps the choice (and the run key) machine-independent.
-COMPILE_AUTO_FLOPS = {"cpu": 3e13, "cuda": 3e16}
+def _intermediate_evals(train_tokens: float, val_tokens: int) -> int:
+    """Evaluations during a run, besides the final one, so that all of them together stay within EVAL_SHARE."""
+    affordable = int(EVAL_SHARE * 3 * train_tokens / val_tokens)  # evaluations the share pays for
+    return max(0, min(MAX_EVALS, affordable - 1))
 
 
-def _use_compile(compile: bool | str, dev: torch.device, budget_flops: float | None, value: float) -> bool:
-    if compile != "auto":
-        return bool(compile)
-    if dev.type not in COMPILE_AUTO_FLOPS or (dev.type == "cpu" and not _has_cxx_compiler()):
-        return False  # inductor needs a C++ compiler on CPU; MPS support is experimental
-    if budget_flops is None:  # a time budget
-        return value >= 300
-    return budget_flops >= COMPILE_AUTO_FLOPS[dev.type]
+def _record_step(m: _Member, step: int, elapsed_s: float, progress: float, loss: float, tokens_per_step: int,
+                 flops_per_tok: float) -> None:
+    state = m.state
+    state.step, state.elapsed_s, state.progress, state.loss = step, elapsed_s, progress, loss
+    state.tokens += tokens_per_step
+    state.flops = state.tokens * flops_per_tok
+    m.run.train_curve.append([step, state.tokens, loss])
+    if not math.isfinite(loss):
+        m.run.status, m.active = "diverged", False
+        return
+    for cb in m.callbacks:
+        cb.on_step(state)
 
 
-def _has_cxx_compiler() -> bool:
-    import shutil
-
-    return any(shutil.which(c) for c in ("g++", "c++", "clang++"))
+def _is_oom(error: BaseException) -> bool:
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def _training_attention(dev: torch.device, amp_dtype) -> str:
-    """Attention kernel for training: SDPA, except eager (matmul + softmax) for bf16 on CPU.
+def _group_loss(models: list, cfg: ModelConfig, attention: str):
+    """loss(rows [G, b, T+1]) -> mean next-token loss per member [G] (nats/token).
 
-    Measured on a 2-core AVX-512-bf16 EPYC (benchmarks/trainer_throughput.py): the CPU flash-attention
-    kernel's bf16 backward took 35% of a 2M-param step; eager attention in bf16 was 1.2-2x faster
-    per step, while in fp32 SDPA was faster. Results differ only by summation order.
+    Dense Llama models go through the stacked forward (`core/stacked_llama.py`); anything else (MoE) is
+    one model through its own transformers forward.
     """
-    return "eager" if dev.type == "cpu" and amp_dtype == torch.bfloat16 else "sdpa"
+    if all(stacked_llama.supports(m) for m in models):
+        settings = stacked_llama.hf_settings(models[0])
+
+        def stacked(rows):
+            return stacked_llama.losses(stacked_llama.stack_weights(models), rows, cfg, attention, **settings)
+        return stacked
+    if len(models) != 1:
+        raise ValueError(f"only dense Llama models train as a group (got {type(models[0]).__name__})")
+    model = models[0]
+
+    def single(rows):
+        return next_token_loss(model, rows[0]).unsqueeze(0)
+    return single
 
 
 def next_token_loss(model, rows: torch.Tensor) -> torch.Tensor:
@@ -318,35 +308,70 @@ def next_token_loss(model, rows: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten())
 
 
-def _train_step(loss_fn, model, optimizer, scaler, batch, micro, dev, amp_dtype, grad_clip) -> float:
-    """One optimizer step over `batch` [B, T+1], accumulated over micro-batches of `micro` rows; returns mean loss."""
+def _train_step(loss_fn, members: list[_Member], scaler, batch, micro, dev, amp_dtype, grad_clip) -> list[float]:
+    """One optimizer step per member over `batch` [G, B, T+1], accumulated over micro-batches of `micro` rows;
+    returns each member's mean loss (nats/token)."""
     batch = batch.to(dev, non_blocking=True)
-    n_rows = batch.shape[0]
-    total = torch.zeros((), device=dev)
+    n_rows = batch.shape[1]
+    total = torch.zeros(batch.shape[0], device=dev)
     for start in range(0, n_rows, micro):
-        chunk = batch[start:start + micro]
+        chunk = batch[:, start:start + micro]
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = loss_fn(model, chunk)  # compiled together with the loss when compiling
-        scaled = loss * (chunk.shape[0] / n_rows)
-        (scaler.scale(scaled) if scaler else scaled).backward()
+            losses = loss_fn(chunk)  # [G]; compiled together with the loss when compiling
+        scaled = losses * (chunk.shape[1] / n_rows)
+        # Summed over members: member g's weights get the gradient of its own loss only.
+        (scaler.scale(scaled.sum()) if scaler else scaled.sum()).backward()
         total += scaled.detach()
+    for m in members:
+        if scaler:
+            scaler.unscale_(m.optimizer)
+        torch.nn.utils.clip_grad_norm_(m.model.parameters(), grad_clip)  # each member's own norm
+        if scaler:
+            scaler.step(m.optimizer)
+        else:
+            m.optimizer.step()
+        m.optimizer.zero_grad(set_to_none=True)
     if scaler:
-        scaler.unscale_(optimizer)
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    if scaler:
-        scaler.step(optimizer)
         scaler.update()
+    return total.tolist()
+
+
+def _evaluate(members: list[_Member], cfg: ModelConfig, val_rows: torch.Tensor) -> None:
+    """Validation loss of every active member (nats/token, fp32), appended to its curve and told to its callbacks."""
+    active = [m for m in members if m.active]
+    if not active:
+        return
+    models = [m.model for m in active]
+    if all(stacked_llama.supports(model) for model in models):
+        # SDPA whatever the training kernel: with no backward it is the faster one (3 s against 8 s in fp32 for
+        # 128 x 256 rows of a 3.3M model on 2 cores), and the two differ only in summation order. The body runs
+        # at the training precision (the model as it trained), the output head and the loss in fp32.
+        losses = stacked_validation_losses(models, cfg, val_rows, "sdpa", members[0].plan.amp_dtype)
     else:
-        optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    return float(total)
+        losses = [mean_loss(model, val_rows) for model in models]
+    for m, val_loss in zip(active, losses):
+        m.run.val_curve.append([m.state.step, m.state.tokens, val_loss])
+        for cb in m.callbacks:
+            cb.on_eval(m.state, val_loss)
 
 
-def _evaluate(model, val_rows, state: TrainState, run: Run, callbacks) -> None:
-    val_loss = mean_loss(model, val_rows)
-    run.val_curve.append([state.step, state.tokens, val_loss])
-    for cb in callbacks:
-        cb.on_eval(state, val_loss)
+def stacked_validation_losses(models: list, cfg: ModelConfig, val_rows: torch.Tensor, attention: str = "sdpa",
+                              amp_dtype: torch.dtype | None = None) -> list[float]:
+    """Mean validation loss (nats/token) of each of `models` (same dense shape) on rows [n, T+1].
+
+    amp_dtype None: all in fp32; else the transformer body under that autocast, the output head and loss in fp32.
+    """
+    device = next(models[0].parameters()).device
+    settings = stacked_llama.hf_settings(models[0])
+    sums = torch.zeros(len(models), dtype=torch.float64)
+    with torch.no_grad(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        weights = stacked_llama.stack_weights(models)
+        for start in range(0, val_rows.shape[0], EVAL_ROWS_PER_CHUNK):
+            chunk = val_rows[start:start + EVAL_ROWS_PER_CHUNK].to(device)
+            rows = chunk.unsqueeze(0).expand(len(models), *chunk.shape)  # the same rows for every member
+            losses = stacked_llama.losses(weights, rows, cfg, attention, head_fp32=True, **settings)
+            sums += losses.double().cpu() * chunk.shape[0]
+    return (sums / val_rows.shape[0]).tolist()
 
 
 def versions() -> dict:

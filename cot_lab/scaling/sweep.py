@@ -125,14 +125,16 @@ def profile_plan(profile=None, corpus: Corpus | None = None) -> SweepPlan:
                         vocab_size=corpus.vocab_size if corpus is not None else 512)
 
 
-class _SweepProgress(Callback):
+class _SweepProgress:
     """The sweep's progress over the FLOPs it trains now (runs already in the store are left out up front),
-    to a tqdm bar (`bar=True`) and/or a `report(fraction, text)` function (a panel's bar)."""
+    to a tqdm bar (`bar=True`) and/or a `report(fraction, text)` function (a panel's bar).
 
-    def __init__(self, plan: "SweepPlan", stored: set[int], bar: bool, report=None):
-        self.points, self.report = plan.points, report
-        self.total = sum(p.flops for i, p in enumerate(plan.points) if i not in stored) or 1.0
-        self.finished_flops, self.in_flight, self.n_done, self.current = 0.0, {}, 0, 0
+    Counted per job: one run of the sweep (a plan point and a seed); `flops` gives each job's budget."""
+
+    def __init__(self, flops: list[float], stored: set[int], bar: bool, report=None):
+        self.flops, self.report = flops, report
+        self.total = sum(f for i, f in enumerate(flops) if i not in stored) or 1.0
+        self.finished_flops, self.in_flight, self.n_done = 0.0, {}, 0
         self.bar = None
         if bar:
             from tqdm.auto import tqdm
@@ -140,7 +142,7 @@ class _SweepProgress(Callback):
             self.bar = tqdm(total=self.total, unit="FLOP", unit_scale=True, desc=self._counts())
 
     def _counts(self) -> str:
-        return f"{self.n_done} of {len(self.points)} runs done; FLOPs"
+        return f"{self.n_done} of {len(self.flops)} runs done; FLOPs"
 
     @property
     def fraction(self) -> float:
@@ -148,25 +150,31 @@ class _SweepProgress(Callback):
         return min(1.0, (self.finished_flops + sum(self.in_flight.values())) / self.total)
 
     def step(self, index: int, flops: float) -> None:
-        """Run `index` has trained `flops` FLOPs so far."""
+        """Job `index` has trained `flops` FLOPs so far."""
         self.in_flight[index] = flops
         self._show()
 
-    def on_step(self, state: TrainState) -> None:  # one run at a time: the trainer calls this
-        self.step(self.current, state.flops)
+    def callback(self, index: int) -> Callback:
+        """A trainer callback that reports job `index`'s steps here."""
+        progress = self
+
+        class Steps(Callback):
+            def on_step(self, state: TrainState) -> None:
+                progress.step(index, state.flops)
+        return Steps()
 
     def finish(self, index: int, run: Run) -> None:
         """Count a finished run; one from the store was never in the total."""
         self.in_flight.pop(index, None)
         self.n_done += 1
         if not run.from_store:
-            self.finished_flops += run.flops if run.status != "ok" else self.points[index].flops
+            self.finished_flops += run.flops if run.status != "ok" else self.flops[index]
         self._show(force=True, last=run)
 
     def _show(self, force: bool = False, last: Run | None = None) -> None:
         training = f" · {len(self.in_flight)} training" if self.in_flight else ""
         if self.report is not None:
-            self.report(self.fraction, f"{self.n_done} of {len(self.points)} runs done{training}", force=force)
+            self.report(self.fraction, f"{self.n_done} of {len(self.flops)} runs done{training}", force=force)
         if self.bar is not None:
             self.bar.update(self.fraction * self.total - self.bar.n)
             if last is not None:
@@ -240,60 +248,107 @@ def runs_frame(runs: list[Run]):
 
 
 def stored_points(plan: SweepPlan, corpus: Corpus, store: RunStore, *, seed: int = 0, **train_kwargs) -> set[int]:
-    """Indexes of the plan's points whose run is already finished in `store` (one indexed lookup each)."""
+    """Indexes of the plan's points whose run with `seed` is already finished in `store` (one indexed lookup each)."""
+    return _stored_jobs(plan, [(i, seed) for i in range(len(plan))], corpus, store, **train_kwargs)
+
+
+def _stored_jobs(plan: SweepPlan, jobs: list[tuple[int, int]], corpus: Corpus, store: RunStore, **train_kwargs) -> set[int]:
     from cot_lab.core.training import plan_run
 
-    return {i for i, p in enumerate(plan.points)
-            if store.get(plan_run(p.config, corpus, flops=p.flops, batch_size=p.batch_size, seed=seed,
-                                  **train_kwargs).key, status="ok") is not None}
+    return {j for j, (i, seed) in enumerate(jobs)
+            if store.get(plan_run(plan.points[i].config, corpus, flops=plan.points[i].flops,
+                                  batch_size=plan.points[i].batch_size, seed=seed, **train_kwargs).key,
+                         status="ok") is not None}
 
 
-def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, seed: int = 0,
+def job_groups(plan: SweepPlan, jobs: list[tuple[int, int]], workers: int) -> list[list[int]]:
+    """Which jobs (point, seed) train together as one batched computation (`cl.train_many`): the seeds of a
+    point, when there are at least as many such groups as workers; else one job per group.
+
+    Why: a group of G runs of one tiny shape costs well under G times one run (the per-op overhead is
+    shared; benchmarks/sweep_seeds.py measures it), but one group occupies one worker: with fewer groups
+    than workers, runs on separate cores finish sooner. MoE points are never grouped.
+    """
+    by_point: dict[int, list[int]] = {}
+    for j, (i, _) in enumerate(jobs):
+        by_point.setdefault(i, []).append(j)
+    groups = list(by_point.values())
+    if len(groups) < workers or len(groups) == len(jobs):
+        return [[j] for j in range(len(jobs))]
+    out = []
+    for group in groups:
+        if plan.points[jobs[group[0]][0]].config.arch == "dense":
+            out.append(group)
+        else:
+            out.extend([j] for j in group)
+    return out
+
+
+def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, seed: int = 0, seeds=None,
               progress: bool = True, workers: int = 1, stop=None, report=None, **train_kwargs) -> SweepResult:
     """Train every point of `plan` on `corpus` (FLOP budgets), one progress bar for all; returns a SweepResult.
 
     Runs already in `store` (default: `RunStore()`) return at once, so an interrupted sweep resumes.
     The Stop button (KeyboardInterrupt) ends the sweep after marking the current run(s) `interrupted`
-    in the store; the finished runs are kept. `workers` > 1 trains that many runs side by side in
-    worker processes. stop: a `threading.Event` (a panel's Stop button) that ends it as an interrupt does;
-    report: `report(fraction, text, force=...)` for a panel's bar. Extra keyword arguments go to `cl.train`.
+    in the store; the finished runs are kept. seeds: a list of seeds to train every point with (default:
+    `[seed]`); a point's seeds train together as one batched computation where that is faster
+    (`job_groups`). `workers` > 1 trains that many runs (or groups) side by side in worker processes.
+    stop: a `threading.Event` (a panel's Stop button) that ends it as an interrupt does; report:
+    `report(fraction, text, force=...)` for a panel's bar. Extra keyword arguments go to `cl.train`.
+    The result's runs are in plan order, each point's seeds in the order given.
     """
-    from cot_lab.core.training import train  # here: cot_lab.train the function shadows the module at package level
+    from cot_lab.core.training import train, train_many  # here: cot_lab.train the function shadows the module
 
     if not isinstance(plan, SweepPlan):
         raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
     if not isinstance(corpus, Corpus):
         raise ValueError(f"corpus must be a cot_lab corpus from cl.load_corpus(...) (got {type(corpus).__name__})")
     workers = validate.integer("workers", workers, hint="1 = one run at a time")
+    seeds = [validate.integer("seeds[]", s, low=0) for s in (seeds if seeds is not None else [seed])]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds={seeds!r} must be a non-empty list of distinct seeds, e.g. [0, 1]")
     stop = validate_stop(stop)
-    for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size", "init"):
+    for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size", "init", "seed", "lrs"):
         if name in train_kwargs:
             raise ValueError(f"{name}= is set by the sweep itself; remove it from run_sweep's arguments")
     store = RunStore() if store is None else store
-    bar = _SweepProgress(plan, stored_points(plan, corpus, store, seed=seed, **train_kwargs), progress, report)
+    jobs = [(i, s) for i in range(len(plan)) for s in seeds]  # one run each: (point index, seed)
+    groups = job_groups(plan, jobs, workers)
+    bar = _SweepProgress([plan.points[i].flops for i, _ in jobs], _stored_jobs(plan, jobs, corpus, store, **train_kwargs),
+                         progress, report)
     runs: dict[int, Run] = {}
     interrupted, start = False, time.perf_counter()
+
+    def finished(j: int, run: Run) -> None:
+        run._model = None  # a sweep keeps records, not dozens of models; load_model() reads the store
+        runs[j] = run
+        bar.finish(j, run)
+
     try:
         if workers > 1:
             from cot_lab.core.executor import run_parallel
 
-            def done(index: int, run_id: str, from_store: bool) -> None:
+            def done(j: int, run_id: str, from_store: bool) -> None:
                 run = store.get(run_id)
                 run.from_store = from_store
-                runs[index] = run
-                bar.finish(index, run)
+                finished(j, run)
 
-            interrupted = run_parallel(plan.points, corpus, store, workers, dict(seed=seed, **train_kwargs), done,
-                                       on_step=bar.step, stop=stop)
+            tasks = [(plan.points[jobs[g[0]][0]], [(j, jobs[j][1]) for j in g]) for g in groups]
+            interrupted = run_parallel(tasks, corpus, store, workers, train_kwargs, done, on_step=bar.step, stop=stop)
         else:
-            for index, point in enumerate(plan):
-                bar.current = index
-                run = train(point.config, corpus, flops=point.flops, batch_size=point.batch_size, seed=seed,
-                            store=store, progress=False, callbacks=[bar], stop=stop, **train_kwargs)
-                run._model = None  # a sweep keeps records, not dozens of models; load_model() reads the store
-                runs[index] = run
-                bar.finish(index, run)
-                if run.status == "interrupted":
+            for group in groups:
+                point = plan.points[jobs[group[0]][0]]
+                common = dict(flops=point.flops, batch_size=point.batch_size, store=store, progress=False, stop=stop,
+                              **train_kwargs)
+                if len(group) == 1:
+                    trained = [train(point.config, corpus, seed=jobs[group[0]][1], callbacks=[bar.callback(group[0])],
+                                     **common)]
+                else:
+                    trained = train_many(point.config, corpus, seeds=[jobs[j][1] for j in group],
+                                         callbacks=[[bar.callback(j)] for j in group], **common)
+                for j, run in zip(group, trained):
+                    finished(j, run)
+                if any(run.status == "interrupted" for run in trained):
                     interrupted = True
                     break
     except KeyboardInterrupt:  # between runs (e.g. while the store answered): nothing half-written to undo
@@ -301,10 +356,11 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
     finally:
         bar.close()
     if interrupted and workers > 1:  # runs the interrupt stopped in the workers are stored as such: show them
-        for index, point in enumerate(plan.points):
-            if index not in runs:
+        for j, (i, job_seed) in enumerate(jobs):
+            point = plan.points[i]
+            if j not in runs:
                 partial = [r for r in store.runs(status="interrupted") if r.config == point.config
-                           and r.budget == {"kind": "flops", "value": point.flops}]
+                           and r.budget == {"kind": "flops", "value": point.flops} and r.hparams.get("seed") == job_seed]
                 if partial:
-                    runs[index] = partial[-1]
-    return SweepResult([runs[i] for i in sorted(runs)], interrupted, time.perf_counter() - start)
+                    runs[j] = partial[-1]
+    return SweepResult([runs[j] for j in sorted(runs)], interrupted, time.perf_counter() - start)
