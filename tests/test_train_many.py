@@ -80,6 +80,15 @@ def test_group_members_are_stored_as_their_own_runs(solo_and_group, synthetic):
     _, group, store = solo_and_group
     assert len(store) == 3 and all(m.run_id in store for m in group)
     assert [store.get(m.run_id).hparams["seed"] for m in group] == [0, 1, 1]
+    assert all(m.hparams["group_size"] == 3 for m in group)
+    # each member's seconds are its share of the group's, so a group's runs add up to its wall time
+    assert len({m.wall_s for m in group}) == 1 and all(0 < m.train_s <= m.wall_s for m in group)
+    # found by its settings too (a panel's lookup before the corpus is loaded): group_size is not a setting
+    from cot_lab.core.runs import settings_key
+    from cot_lab.core.training import plan_run
+
+    plan = plan_run(tiny_cfg(synthetic), synthetic, seed=1, lr=1e-2, **{k: v for k, v in COMMON.items() if k != "progress"})
+    assert store.newest(settings=settings_key({**plan.spec, "corpus": synthetic.name})).run_id == group[2].run_id
     again = cl.train_many(tiny_cfg(synthetic), synthetic, seeds=[0, 1, 1], lrs=[3e-3, 3e-3, 1e-2], store=store, **COMMON)
     assert all(r.from_store for r in again)
     alone = cl.train(tiny_cfg(synthetic), synthetic, seed=1, lr=1e-2, store=store, **COMMON)

@@ -15,7 +15,7 @@ from cot_lab.core.config import ModelConfig
 from cot_lab.core.device import autocast_dtype, precision_name, resolve_device
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES
 from cot_lab.core.recipe import default_lr
-from cot_lab.core.runs import run_key
+from cot_lab.core.runs import NOT_KEYED, run_key
 from cot_lab.core.validate import fraction, integer, number
 from cot_lab.data.base import Corpus
 
@@ -117,8 +117,7 @@ def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, to
         hparams["micro_batch_size"] = micro_batch_size
     spec = dict(config=cfg.to_dict(), corpus=corpus.fingerprint, budget={"kind": kind, "value": value},
                 hparams=hparams, precision=precision_name(amp_dtype), device=dev.type)
-    # micro_batch_size changes only how a step is split, not its result: not part of the key
-    keyed = {**spec, "hparams": {k: v for k, v in hparams.items() if k != "micro_batch_size"}}
+    keyed = {**spec, "hparams": {k: v for k, v in hparams.items() if k not in NOT_KEYED}}
     return RunPlan(cfg, kind, value, dev, amp_dtype, precision_name(amp_dtype), tokens_per_step, per_token,
                    total_steps, hparams, spec, run_key(keyed))
 
@@ -160,5 +159,5 @@ def _training_attention(dev: torch.device, amp_dtype, cfg: ModelConfig) -> str:
 
 def group_key(plan: RunPlan) -> str:
     """What runs trained together as one batched computation must share: everything but seed and learning rate."""
-    hparams = {k: v for k, v in plan.spec["hparams"].items() if k not in ("seed", "lr", "micro_batch_size")}
+    hparams = {k: v for k, v in plan.spec["hparams"].items() if k not in ("seed", "lr", *NOT_KEYED)}
     return run_key({**plan.spec, "hparams": hparams})

@@ -26,6 +26,9 @@ from cot_lab.core.paths import home
 
 STATUSES = ("ok", "interrupted", "diverged")
 KEY_VERSION = 1  # bump when the trainer changes in a way that changes results
+# Recorded hparams that change how a run was computed, not its result: never part of a key.
+# micro_batch_size: how a step is split; group_size: how many runs trained with it as one batched computation.
+NOT_KEYED = ("micro_batch_size", "group_size")
 
 
 def run_key(spec: dict[str, Any]) -> str:
@@ -133,9 +136,9 @@ def settings_key(spec: dict[str, Any]) -> str:
     `spec` has the keys of `RunPlan.spec` (config, corpus, budget, hparams, precision, device) or is a
     run's record (whose `corpus` is the name). It finds a run in the store when the corpus is not loaded
     yet, so its fingerprint is unknown (a panel's dropdown can name "python-docs" before its tokenizer is
-    built). micro_batch_size is left out, as in the run key: it changes how a step is split, not its result.
+    built). NOT_KEYED settings are left out, as in the run key.
     """
-    hparams = {k: v for k, v in dict(spec["hparams"]).items() if k != "micro_batch_size"}
+    hparams = {k: v for k, v in dict(spec["hparams"]).items() if k not in NOT_KEYED}
     named = dict(corpus_by="name", config=spec["config"], corpus=spec["corpus"], budget=spec["budget"],
                  hparams=hparams, precision=spec["precision"], device=spec["device"])
     return run_key(named)

@@ -238,13 +238,17 @@ def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, c
                 m.run.status = "interrupted"
     # From here on a second Stop waits until the records and the weights are written: the store stays consistent.
     with interrupts_deferred():
+        # A member's seconds are its share of the group's: a group's runs add up to its wall time, as runs one
+        # after another do, and FLOPs / wall_s is what each run cost (the speed an ETA is calibrated on).
+        share = 1.0 / len(members)
         wall_s = time.perf_counter() - start
         for m in members:
             run, state = m.run, m.state
-            run.steps, run.tokens, run.flops, run.train_s = state.step, state.tokens, state.flops, state.elapsed_s
-            run.wall_s = wall_s
+            run.steps, run.tokens, run.flops = state.step, state.tokens, state.flops
+            run.train_s, run.wall_s = state.elapsed_s * share, wall_s * share
             run.final_val_loss = run.val_curve[-1][2] if run.val_curve and run.status == "ok" else float("nan")
-            run.hparams["micro_batch_size"] = micro
+            run.hparams["micro_batch_size"] = micro  # neither is part of the key: they change how, not what
+            run.hparams["group_size"] = len(members)
             if m.model is not None:
                 m.model.to("cpu").eval()
                 m.model.set_attn_implementation("sdpa")
