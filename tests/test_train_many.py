@@ -164,3 +164,69 @@ def test_bf16_validation_loss_is_close_to_fp32(synthetic):
     fp32, = stacked_validation_losses(models, cfg, rows)
     bf16, = stacked_validation_losses(models, cfg, rows, amp_dtype=torch.bfloat16)
     assert bf16 != fp32 and abs(bf16 - fp32) < 5e-3  # the body in bf16, the head and the loss in fp32
+
+
+def test_a_stopped_parallel_sweep_of_groups_keeps_every_member(synthetic, tmp_path):
+    plan = sw.isoflop_plan([2e9, 6e9], 3, tokens_per_param=20, seq_len=32)
+    store = cl.RunStore(tmp_path / "s")
+    stop = threading.Event()
+
+    def report(fraction, text, force=False):
+        if text.startswith("2 of 12 runs done · 2 training"):  # one group stored, the other worker's group mid-run
+            stop.set()
+
+    result = sw.run_sweep(plan, synthetic, store, seeds=[0, 1], workers=2, progress=False, report=report, stop=stop)
+    assert result.interrupted
+    by_point: dict = {}
+    for r in store.runs():
+        by_point.setdefault(r.config, []).append((r.hparams["seed"], r.status, r.hparams["group_size"]))
+    groups = [sorted(members) for members in by_point.values()]
+    assert all(len(g) == 2 and g[0][1] == g[1][1] and g[0][2] == 2 for g in groups)  # members share their fate
+    assert sum(g[0][1] == "ok" for g in groups) >= 1  # the finished group is kept
+    assert sum(g[0][1] == "interrupted" for g in groups) >= 1  # the stopped group: every member marked
+    again = sw.run_sweep(plan, synthetic, store, seeds=[0, 1], workers=2, progress=False)
+    assert not again.interrupted and len(again.runs) == 12 and all(r.status == "ok" for r in again.runs)
+    assert sum(r.from_store for r in again.runs) >= 2
+
+
+ORPHAN_SCRIPT = r"""
+import os, sys, threading
+import cot_lab as cl
+from cot_lab.core.executor import run_parallel
+from cot_lab.scaling.sweep import SweepPoint
+
+corpus = cl.load_corpus("synthetic")
+cfg = cl.ModelConfig(d_model=32, n_layer=2, n_head=2, seq_len=32, vocab_size=corpus.vocab_size)
+point = SweepPoint(1e13, cfg, 8)  # hours of training: only the parent's death can end it
+
+
+def on_step(job, flops):
+    print("training", flush=True)
+
+
+if __name__ == "__main__":  # spawned workers import this file again
+    run_parallel([(point, [(0, 0)])], corpus, cl.RunStore(sys.argv[1]), 1, {}, lambda *a: None, on_step=on_step)
+"""
+
+
+def test_workers_stop_when_the_notebook_kernel_dies(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), str(tmp_path / "store")], stdout=subprocess.PIPE, text=True,
+                              env={**__import__("os").environ})
+    assert parent.stdout.readline().strip() == "training"  # the worker is training
+    os_children = subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True, text=True).stdout.split()
+    parent.send_signal(signal.SIGKILL)  # a kernel restart: no clean-up code runs in the parent
+    parent.wait()
+    deadline = time.monotonic() + 30
+    alive = lambda pid: subprocess.run(["ps", "-o", "stat=", "-p", pid], capture_output=True, text=True).stdout.strip()  # noqa: E731
+    while time.monotonic() < deadline and any(alive(p) and not alive(p).startswith("Z") for p in os_children):
+        time.sleep(0.5)
+    assert not any(alive(p) and not alive(p).startswith("Z") for p in os_children), "a worker outlived its parent"
+    runs = cl.RunStore(tmp_path / "store").runs()
+    assert [r.status for r in runs] == ["interrupted"]  # its run is kept, marked as partial

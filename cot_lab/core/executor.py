@@ -61,6 +61,7 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
                 item = tasks.get(timeout=1.0)
             except queue.Empty:
                 if os.getppid() != parent:
+                    results.cancel_join_thread()
                     return
                 continue
             if item is None:
@@ -76,6 +77,8 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
             for (index, _), run in zip(members, trained):
                 results.put(("done", index, run.run_id, run.from_store))
             if any(run.status == "interrupted" for run in trained):
+                if os.getppid() != parent:  # nobody reads the results any more: do not wait to flush them
+                    results.cancel_join_thread()
                 return
         except KeyboardInterrupt:  # between runs: nothing in flight
             return
