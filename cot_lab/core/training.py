@@ -19,7 +19,7 @@ import math
 import platform
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -150,7 +150,6 @@ class _Member:
     optimizer: object = None
     batches: object = None
     active: bool = True  # False once it has diverged
-    evals: list = field(default_factory=list)
 
 
 def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, compile, stop) -> list[Run]:
@@ -214,7 +213,7 @@ def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, c
                         if dev.type == "cuda":
                             torch.cuda.empty_cache()
                         micro //= 2  # same effective batch, split into more accumulation steps
-                    elif hparams["compiled"] and compile == "auto" and step == 0 and loss_fn is not None:
+                    elif hparams["compiled"] and compile == "auto" and step == 0:
                         warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); training uncompiled")
                         loss_fn, hparams = _group_loss(models, cfg, hparams["attention"]), {**hparams, "compiled": False}
                     else:
