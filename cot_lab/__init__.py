@@ -28,6 +28,7 @@ from cot_lab.core.recipe import batch_size_for, default_lr
 from cot_lab.core.runs import Run, RunStore
 from cot_lab.core.shapes import preset, size_ladder
 from cot_lab.core.shipped import shipped_model
+from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
 from cot_lab.lab import setup_notebook
@@ -44,7 +45,7 @@ __all__ = [
     "autocast_dtype", "detect_device", "device_name", "measure_peak_flops", "resolve_device", "GPUS", "gpu", "Budget",
     # data, training, runs, model files
     "Corpus", "load_corpus", "train", "train_many", "default_lr", "batch_size_for", "Callback", "ProgressBar", "TrainState",
-    "evaluate_loss", "Run", "RunStore", "load_model", "save_model", "shipped_model", "home", "Profile", "profile",
+    "evaluate_loss", "loss_by_skill", "SkillReport", "Run", "RunStore", "load_model", "save_model", "shipped_model", "home", "Profile", "profile",
     "setup_notebook",
     # scaling laws and sweeps
     "ScalingLaw", "CHINCHILLA", "EPOCH_REPLICATION", "fit_scaling_law", "fit_isoflop_parabolas", "envelope_frontier",

@@ -10,10 +10,10 @@ from cot_lab.data.text import TEXT_EXTENSIONS, TextCorpus, local_text, python_co
 
 __all__ = ["Corpus", "TextCorpus", "load_corpus"]
 
-BUILTIN = ("synthetic", "python-docs", "python-code")
+BUILTIN = ("synthetic", "synthetic-v3", "python-docs", "python-code")
 DEFAULT_VOCAB = 512  # vocab_size of the built-in corpora: panels show read-outs with it before a corpus loads
 WHAT_WORKS = (
-    "'synthetic', 'python-docs', 'python-code', a path to a text file or folder, "
+    "'synthetic', 'synthetic-v3' (many small skills), 'python-docs', 'python-code', a path to a text file or folder, "
     "or 'hf:<dataset>' (e.g. 'hf:roneneldan/TinyStories', needs a network)"
 )
 
@@ -36,6 +36,10 @@ def load_corpus(name: str | os.PathLike, **kwargs) -> Corpus:
         from cot_lab.data.synthetic import SyntheticCorpus  # imported here: it is a separate, heavier module
 
         return SyntheticCorpus(**kwargs)
+    if name == "synthetic-v3":
+        from cot_lab.data.synthetic import SyntheticCorpus
+
+        return SyntheticCorpus(**{"version": 3, **kwargs})
     if name == "python-docs":
         return python_docs(**kwargs)
     if name == "python-code":

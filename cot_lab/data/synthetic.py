@@ -25,6 +25,7 @@ from cot_lab.core import validate
 from cot_lab.core.io import write_json
 from cot_lab.core.paths import subdir
 from cot_lab.data import synthetic_grammar as grammar
+from cot_lab.data import synthetic_skills as skills
 from cot_lab.data.base import Corpus
 
 CHUNK_TOKENS = 2**19     # rows are generated about this many tokens at a time (bounded memory)
@@ -54,10 +55,14 @@ class SyntheticCorpus(Corpus):
 
     DEFAULT_SEQ_LEN = 128
 
-    def __init__(self, language_seed: int = 0):
+    def __init__(self, language_seed: int = 0, version: int = 2):
         self.language_seed = validate.integer("language_seed", language_seed, low=0, hint="e.g. 0")
-        self.name = "synthetic"
-        self.language = grammar.Language(self.language_seed)
+        if version not in grammar.VERSIONS or isinstance(version, bool):
+            raise ValueError(f"version={version!r} is not a version of the language; use one of "
+                             f"{sorted(grammar.VERSIONS)} (3: many small skills with Zipfian frequencies)")
+        self.version = version
+        self.name = "synthetic" if version == 2 else f"synthetic-v{version}"  # what load_corpus takes back
+        self.language = grammar.Language(self.language_seed, version)
         self.vocab_size = grammar.VOCAB_SIZE
         self.fingerprint = self.language.fingerprint()
         self._entropies: dict[int, tuple[float, float]] = {}
@@ -130,6 +135,25 @@ class SyntheticCorpus(Corpus):
         return np.concatenate([grammar.next_distribution(self.language, rows[i: i + step])
                                for i in range(0, len(rows), step)])
 
+    def skill_split(self, rows) -> dict:
+        """The exact floor of rows [n, T + 1] in its two parts per token, and which skill each part belongs to.
+
+        Keys: skills (names, see `synthetic_skills`), floor_class and floor_word (float64 [n, T],
+        nats; they sum to score(rows)), class_skill and word_skill (int64 [n, T] into skills),
+        unit (int64 [n, T]: the knowledge rule's table row, else -1), token_class (int64
+        [vocab_size]: the class each token id belongs to; a class is a block of ids).
+        """
+        rows = _as_rows("rows", rows, 2)
+        step = self.rows_per_chunk(rows.shape[1] - 1)
+        parts = []
+        with np.errstate(divide="ignore"):
+            for i in range(0, len(rows), step):
+                chunk = rows[i: i + step]
+                parts.append(grammar.score_parts(self.language, chunk) + skills.skill_labels(self.language, chunk))
+        floor_class, floor_word, class_skill, word_skill, unit = (np.concatenate(a) for a in zip(*parts))
+        return dict(skills=skills.SKILLS, floor_class=floor_class, floor_word=floor_word, class_skill=class_skill,
+                    word_skill=word_skill, unit=unit, token_class=self.language.tok_class.copy())
+
     # ------------------------------------------------------------ the entropy floor
     @property
     def entropy(self) -> float:
@@ -198,23 +222,35 @@ class SyntheticCorpus(Corpus):
 
     def describe(self) -> str:
         """A few lines on what the language is made of, for notebooks."""
-        return "\n".join([
-            f"Synthetic language (seed {self.language_seed}, fingerprint {self.fingerprint}): "
+        rules = self.language.rules
+        lines = [
+            f"Synthetic language version {self.version} (seed {self.language_seed}, fingerprint {self.fingerprint}): "
             f"{self.vocab_size} token ids, documents of ~30-300 tokens separated by <doc>.",
             "Each layer is a step a bigger model can climb:",
             "  1. Zipfian words: every word class draws its words with probability ~ 1/rank.",
             "  2. Local grammar and word pairs: determiner -> adjectives -> noun -> verb -> object;"
             " an adjective prefers a few nouns, a verb a few prepositions.",
             "  3. Agreement: 'a zorn blicks' / 'some zorns blick', even across clauses and brackets.",
-            f"  4. Topic: each document has one of {grammar.N_TOPICS} hidden topics that shift which"
-            " adjectives, nouns and verbs appear; infer it from the document so far.",
-            "  5. Knowledge: every noun and name has favourite verbs, every verb and preposition"
-            " favourite objects: tables to memorise, the deciding word several tokens back.",
+            f"  4. Topic: each document has one of {rules.n_topics} hidden topics that shift which"
+            " adjectives, nouns and verbs appear; infer it from the document so far"
+            + ("." if rules.uniform_topics else "; topics are drawn with Zipf frequencies (1/rank)."),
+        ]
+        if rules.object_by_agent:
+            facts = int(rules.rule_contexts[1])
+            lines.append(f"  5. Knowledge: {facts:,} facts, one per (subject, verb or preposition) pair, each naming"
+                         f" {rules.pref_size[1]} favourite objects; a fact comes up as often as its pair (a product of"
+                         " Zipfian frequencies), so the frequent ones are learned first. Every noun and name also has"
+                         " favourite verbs.")
+        else:
+            lines.append("  5. Knowledge: every noun and name has favourite verbs, every verb and preposition"
+                         " favourite objects: tables to memorise, the deciding word several tokens back.")
+        lines += [
             "  6. Entities: names are introduced once and re-mentioned later: copy them from context.",
             "  7. Nesting: relative clauses end with ',', brackets with ')', sentences with '.'.",
             "The generator knows every next-token probability, so corpus.entropy is the exact"
             " loss floor (nats/token) that no model can beat.",
-        ])
+        ]
+        return "\n".join(lines)
 
 
 def ngram_cross_entropy(train: np.ndarray, val: np.ndarray, vocab_size: int) -> tuple[float, float]:

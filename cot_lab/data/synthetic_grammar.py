@@ -54,10 +54,10 @@ from cot_lab.data.synthetic_rules import (
     GENERAL_FRACTION, TOPIC_BOOST, PREF_SIZE, NEW_NAME_P, MAX_DEPTH, MIN_SENTENCES, END_P, MAX_DOC_TOKENS,
     STATES, SUBJ, S_DET, S_POST, PRED, V_POST, O_DET, O_POST, O_END, PP, BASE, TOP, REL, BRACKET, CLOSER,
     ANY_NUMBER_SG_P, NEXT, RETURN_TO, RETURN, SUBJECT_ROLE, RULES, RULE_WEIGHT, N_PREP, RULE_CONTEXTS,
-    RULE_TARGETS, RULE_START, rule_rows, class_probs, table_key, zipf, NAME_Q
+    RULE_TARGETS, RULE_START, rule_rows, class_probs, table_key, zipf, NAME_Q, Rules, V2, V3, VERSIONS
 )
 from cot_lab.data.synthetic_sampling import sample
-from cot_lab.data.synthetic_scoring import ABLATIONS, next_distribution, score
+from cot_lab.data.synthetic_scoring import ABLATIONS, next_distribution, score, score_parts
 from cot_lab.data.synthetic_walker import Walker
 
 __all__ = [
@@ -69,5 +69,5 @@ __all__ = [
     "S_POST", "PRED", "V_POST", "O_DET", "O_POST", "O_END", "PP", "BASE", "TOP", "REL", "BRACKET", "CLOSER",
     "ANY_NUMBER_SG_P", "NEXT", "RETURN_TO", "RETURN", "SUBJECT_ROLE", "RULES", "RULE_WEIGHT", "N_PREP",
     "RULE_CONTEXTS", "RULE_TARGETS", "RULE_START", "rule_rows", "class_probs", "table_key", "zipf", "NAME_Q",
-    "Language", "Walker", "sample", "ABLATIONS", "score", "next_distribution"
+    "Rules", "V2", "V3", "VERSIONS", "Language", "Walker", "sample", "ABLATIONS", "score", "score_parts", "next_distribution"
 ]

@@ -15,6 +15,8 @@ language's fingerprint (and VERSION should be bumped with it).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 
 VERSION = "synthetic-language-v2"
@@ -90,24 +92,29 @@ RULE_TARGETS = np.array([N_NOUN, N_NOUN, N_VERB, N_PREP])                    # l
 RULE_START = np.concatenate([[0], np.cumsum(RULE_CONTEXTS + 1)[:-1]])  # + 1: a context-blind mean row
 
 
-def rule_rows(state, prev_class, prev_lemma, governor, agent, cls) -> np.ndarray:
+def rule_rows(state, prev_class, prev_lemma, governor, agent, cls, rules: "Rules | None" = None) -> np.ndarray:
     """Preference-table row of each rule for a token of class `cls` (-1 where the rule does not
     apply): [len(RULES), ...]. governor: last verb lemma or N_VERB + preposition lemma; agent:
-    the clause subject's noun lemma or N_NOUN + name lemma. Arguments broadcast."""
+    the clause subject's noun lemma or N_NOUN + name lemma. Arguments broadcast. rules: the
+    language version's Rules (None: version 2)."""
+    rules = rules or V2
+    start = rules.rule_start
     noun = (cls == NOUN_SG) | (cls == NOUN_PL)
     verb = (cls == VERB_SG) | (cls == VERB_PL)
     after_verb = (prev_class == VERB_SG) | (prev_class == VERB_PL)
+    obj = governor + agent * (N_VERB + N_PREP) if rules.object_by_agent else governor
     return np.stack(np.broadcast_arrays(
-        np.where(noun & (prev_class == ADJ), RULE_START[0] + np.minimum(prev_lemma, N_ADJ - 1), -1),
-        np.where(noun & (state == O_DET), RULE_START[1] + governor, -1),
-        np.where(verb, RULE_START[2] + agent, -1),
-        np.where((cls == PREP) & after_verb, RULE_START[3] + np.minimum(prev_lemma, N_VERB - 1), -1)))
+        np.where(noun & (prev_class == ADJ), start[0] + np.minimum(prev_lemma, N_ADJ - 1), -1),
+        np.where(noun & (state == O_DET), start[1] + obj, -1),
+        np.where(verb, start[2] + agent, -1),
+        np.where((cls == PREP) & after_verb, start[3] + np.minimum(prev_lemma, N_VERB - 1), -1)))
 
 
-def class_probs(state: int, kind: int, full: bool, np_num: int, num: int, hazard: int) -> np.ndarray:
-    """p(next token's class) given the grammar registers (see Walker); a [N_CLASSES] vector."""
+def class_probs(state: int, kind: int, full: bool, np_num: int, num: int, hazard: int, base=None) -> np.ndarray:
+    """p(next token's class) given the grammar registers (see Walker); a [N_CLASSES] vector.
+    base: a version's grammar weights (None: BASE, version 2)."""
     p = np.zeros(N_CLASSES)
-    for what, w in BASE[state].items():
+    for what, w in (base or BASE)[state].items():
         if what in (THAT, LPAREN) and full:
             continue
         if what == "noun":  # np_num: 0 singular, 1 plural, 2 not fixed by the determiner
@@ -139,3 +146,65 @@ def zipf(n: int, exponent: float) -> np.ndarray:
 
 
 NAME_Q = zipf(N_NAMES, NAME_ZIPF_EXPONENT)  # which name a new entity gets, before excluding used ones
+
+
+# ---------------------------------------------------------------- language versions
+@dataclass(frozen=True, eq=False)
+class Rules:
+    """What differs between versions of the language; everything else above is shared.
+
+    topic_prior: p(a document's topic), [n_topics]; rule_weight: mixture weight of each rule
+    where it applies; object_by_agent: the object table is keyed by (subject, verb or
+    preposition), a fact per pair, instead of by the verb or preposition alone; pref_size:
+    favourites per row of each rule's table; base: the grammar's class weights.
+    """
+
+    version: str
+    n_topics: int
+    topic_prior: np.ndarray
+    topic_boost: float
+    rule_weight: np.ndarray
+    object_by_agent: bool
+    pref_size: tuple
+    base: dict = field(repr=False)
+
+    @property
+    def rule_contexts(self) -> np.ndarray:
+        """Rows of each rule's table (before its context-blind mean row)."""
+        objects = (N_NOUN + N_NAMES) * (N_VERB + N_PREP) if self.object_by_agent else N_VERB + N_PREP
+        return np.array([N_ADJ, objects, N_NOUN + N_NAMES, N_VERB])
+
+    @property
+    def rule_start(self) -> np.ndarray:
+        """First row of each rule's table in the stacked preference table (each table + 1 mean row)."""
+        return np.concatenate([[0], np.cumsum(self.rule_contexts + 1)[:-1]])
+
+    @property
+    def uniform_topics(self) -> bool:
+        return bool(np.all(self.topic_prior == self.topic_prior[0]))
+
+    def describe(self) -> dict:
+        """The parameters as plain JSON values (they enter the fingerprint of versions after 2)."""
+        return dict(version=self.version, n_topics=self.n_topics, topic_prior=self.topic_prior.tolist(),
+                    topic_boost=self.topic_boost, rule_weight=self.rule_weight.tolist(),
+                    object_by_agent=self.object_by_agent, pref_size=list(self.pref_size),
+                    base={STATES[s]: {str(k): v for k, v in b.items()} for s, b in self.base.items()})
+
+
+V2 = Rules(VERSION, N_TOPICS, np.full(N_TOPICS, 1.0 / N_TOPICS), TOPIC_BOOST, RULE_WEIGHT, False,
+           (PREF_SIZE,) * len(RULES), BASE)
+
+# Version 3 spreads the learnable loss over many small skills whose frequencies are Zipfian, the
+# picture under which a sum of skills learned one by one falls as a smooth power law (Michaud et al.
+# 2023, "The Quantization Model of Neural Scaling"; Hutter 2021, "Learning Curve Theory"):
+#   - facts: the object of a verb or preposition depends on the pair (subject, verb): 12,672 rows
+#     of 3 favourites each, used as often as their subject and verb are (a product of Zipfs);
+#   - topics: 16 topics drawn with Zipf frequencies (1/rank), so a rare topic's words come late;
+#   - names (copying from context: one circuit, learned at once) are half as frequent.
+V3_BASE = {**BASE,
+           SUBJ: {DET_SG: .25, DET_PL: .2, DET_ANY: .41, NAME: .14},
+           V_POST: {DET_SG: .11, DET_PL: .09, DET_ANY: .21, NAME: .10, PREP: .22, "close": .27},
+           PP: {DET_SG: .21, DET_PL: .16, DET_ANY: .49, NAME: .14}}
+V3 = Rules("synthetic-language-v3", N_TOPICS, zipf(N_TOPICS, 1.0), TOPIC_BOOST, np.array([0.3, 0.7, 0.6, 0.5]),
+           True, (PREF_SIZE, 3, PREF_SIZE, PREF_SIZE), V3_BASE)
+VERSIONS = {2: V2, 3: V3}

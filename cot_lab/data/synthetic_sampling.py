@@ -9,7 +9,7 @@ import numpy as np
 
 from cot_lab.data.synthetic_language import Language, mixture
 from cot_lab.data.synthetic_rules import (
-    BOS, CLASS_SIZE, CLASS_START, LMAX, NAME, NAME_Q, NEW_NAME_P, N_CLASSES, N_TOPICS, RULES, RULE_WEIGHT
+    BOS, CLASS_SIZE, CLASS_START, LMAX, NAME, NAME_Q, NEW_NAME_P, N_CLASSES, RULES
 )
 from cot_lab.data.synthetic_walker import Walker
 
@@ -22,22 +22,27 @@ def sample(lang: Language, n: int, length: int, rng: np.random.Generator):
     """
     tokens = np.zeros((n, length), np.int64)
     logp, logp_known = np.zeros((n, length - 1)), np.zeros((n, length - 1))
-    w = Walker(n)
-    topic = rng.integers(N_TOPICS, size=n)
-    post = np.full((n, N_TOPICS), 1.0 / N_TOPICS)
+    rules = lang.rules
+    w = Walker(n, rules)
+    if rules.uniform_topics:  # version 2 draws its first topics this way: its rows must not change
+        topic = rng.integers(rules.n_topics, size=n)
+    else:
+        topic = np.searchsorted(lang.topic_cum, rng.random(n), side="right")
+    post = np.tile(rules.topic_prior, (n, 1))
     for t in range(1, length):
         key = w.key()
         u = rng.random((4, n))
         cls = (lang.class_cum[key] < u[0][:, None]).sum(1)
         # which table the word comes from: a preference rule's row, or the true topic's table
         rows = w.rules(cls)
-        weights = RULE_WEIGHT[:, None] * (rows >= 0)
+        weights = rules.rule_weight[:, None] * (rows >= 0)
         branch = (np.cumsum(weights, axis=0) <= u[2]).sum(0)
-        table = np.where(branch < len(RULES), N_CLASSES * N_TOPICS + rows[np.minimum(branch, len(RULES) - 1), w.rows],
-                         cls * N_TOPICS + topic)
+        table = np.where(branch < len(RULES),
+                         N_CLASSES * rules.n_topics + rows[np.minimum(branch, len(RULES) - 1), w.rows],
+                         cls * rules.n_topics + topic)
         lemma = np.searchsorted(lang.cum_flat, table + u[1], side="right") - table * LMAX
         lemma = np.minimum(lemma, CLASS_SIZE[cls] - 1)  # guards a rounding of table + u up to table + 1
-        # p(lemma | class, topic k) for every k, the branch marginalised: [n, N_TOPICS]
+        # p(lemma | class, topic k) for every k, the branch marginalised: [n, n_topics]
         rest, pref = mixture(lang, rows, lemma)
         lik = rest[:, None] * lang.word_p[cls, :, lemma] + pref[:, None]
         names = np.flatnonzero(cls == NAME)
@@ -52,8 +57,8 @@ def sample(lang: Language, n: int, length: int, rng: np.random.Generator):
         tokens[:, t] = CLASS_START[cls] + lemma
         w.advance(cls, lemma)
         new_doc = cls == BOS
-        topic = np.where(new_doc, (u[3] * N_TOPICS).astype(np.int64), topic)
-        post[new_doc] = 1.0 / N_TOPICS
+        topic = np.where(new_doc, np.searchsorted(lang.topic_cum, u[3], side="right"), topic)
+        post[new_doc] = rules.topic_prior
     return tokens, logp, logp_known
 
 

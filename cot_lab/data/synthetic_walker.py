@@ -24,8 +24,8 @@ class Walker:
     their Zipf mass); the previous token's class and lemma.
     """
 
-    def __init__(self, n: int):
-        self.n = n
+    def __init__(self, n: int, rules=None):
+        self.n, self.rule_set = n, rules  # rules: the language version's Rules (None: version 2)
         self.rows = np.arange(n)
         self.state, self.np_num, self.num = (np.zeros(n, np.int64) for _ in range(3))
         self.np_agent, self.agent, self.governor = (np.zeros(n, np.int64) for _ in range(3))
@@ -55,7 +55,7 @@ class Walker:
     def rules(self, cls: np.ndarray) -> np.ndarray:
         """rule_rows for the next token of class `cls` ([n], or [1, V] for every candidate: [J, n, V])."""
         regs = (self.state, self.prev_class, self.prev_lemma, self.governor, self.agent)
-        return rule_rows(*(r[:, None] if np.ndim(cls) == 2 else r for r in regs), cls)
+        return rule_rows(*(r[:, None] if np.ndim(cls) == 2 else r for r in regs), cls, self.rule_set)
 
     def advance(self, cls: np.ndarray, lemma: np.ndarray) -> None:
         """Update every register after each row emitted a token of class `cls`, lemma `lemma`."""

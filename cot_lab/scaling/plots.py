@@ -202,3 +202,24 @@ def prediction_check(law, runs, holdout_run=None, predicted: float | None = None
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def skills_by_budget(excess, *, title: str | None = None) -> Figure:
+    """Stacked excess loss per skill (nats/token) of the best run of each budget: which skills more compute buys.
+
+    excess: a DataFrame, one row per budget (FLOPs, the index), one column per skill
+    (`cot_lab.scaling.pilot.skills_by_budget`); the stack's height is the run's loss minus the floor.
+    """
+    order = excess.iloc[0].sort_values(ascending=False).index  # the biggest gap at the smallest budget at the bottom
+    fig = Figure(figsize=(7.6, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    budgets = excess.index.to_numpy(float)
+    ax.stackplot(budgets, [excess[c].clip(lower=0).to_numpy() for c in order], labels=list(order),
+                 colors=[f"C{i % 10}" for i in range(len(order))], alpha=0.85)
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute C (FLOPs)")
+    ax.set_ylabel("excess loss above the floor (nats/token)")
+    ax.set_title(title or "Which skills each budget buys (best run of each budget)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="outside right upper")
+    return fig
