@@ -163,7 +163,10 @@ def check_start_here(nb) -> None:
     assert "profile 'smoke'" in text
     assert re.search(r"peak\s+[0-9,]+ GFLOP/s measured", text)
     pngs = [out for _, out in outputs(nb) if "image/png" in out.get("data", {})]
-    assert pngs, "the loss-curve cell showed no figure"
+    assert len(pngs) >= 2, "the loss-curve and loss-by-skill cells must each show a figure"
+    gap, left = map(float, re.search(r"the largest gap: .+?, ([0-9.]+) of the ([0-9.]+) nats/token", text).groups())
+    assert 0 < gap <= left, "the skill split's largest gap is part of what is left to learn"
+    assert "Synthetic language version 3" in text
     widget_views = [out for _, out in outputs(nb) if "application/vnd.jupyter.widget-view+json" in out.get("data", {})]
     assert widget_views, "the training panel was not displayed as a widget"
     assert any("Fill in my_prediction" in h for h in html_outputs(nb)), "the unanswered exercise must say so"

@@ -151,7 +151,7 @@ class SyntheticCorpus(Corpus):
                 chunk = rows[i: i + step]
                 parts.append(grammar.score_parts(self.language, chunk) + skills.skill_labels(self.language, chunk))
         floor_class, floor_word, class_skill, word_skill, unit = (np.concatenate(a) for a in zip(*parts))
-        return dict(skills=skills.SKILLS, floor_class=floor_class, floor_word=floor_word, class_skill=class_skill,
+        return dict(skills=skills.skill_names(self.language.rules), floor_class=floor_class, floor_word=floor_word, class_skill=class_skill,
                     word_skill=word_skill, unit=unit, token_class=self.language.tok_class.copy())
 
     # ------------------------------------------------------------ the entropy floor
@@ -235,15 +235,16 @@ class SyntheticCorpus(Corpus):
             " adjectives, nouns and verbs appear; infer it from the document so far"
             + ("." if rules.uniform_topics else "; topics are drawn with Zipf frequencies (1/rank)."),
         ]
-        if rules.object_by_agent:
-            facts = int(rules.rule_contexts[1])
-            lines.append(f"  5. Knowledge: {facts:,} facts, one per (subject, verb or preposition) pair, each naming"
-                         f" {rules.pref_size[1]} favourite objects; a fact comes up as often as its pair (a product of"
-                         " Zipfian frequencies), so the frequent ones are learned first. Every noun and name also has"
-                         " favourite verbs.")
-        else:
+        if rules.version == grammar.VERSION:
             lines.append("  5. Knowledge: every noun and name has favourite verbs, every verb and preposition"
                          " favourite objects: tables to memorise, the deciding word several tokens back.")
+        else:
+            pairs = int(rules.contexts[:3].sum())
+            lines.append(f"  5. Word pairs: every adjective, noun and verb leans towards {rules.pref_size[0]} favourites"
+                         f" of the token before it, one table row per previous token ({pairs:,} rows, the hundreds in"
+                         " use each as frequent as its token): many small facts, the frequent ones learned first."
+                         " Subjects also have favourite verbs and verbs favourite objects, the deciding word"
+                         " several tokens back.")
         lines += [
             "  6. Entities: names are introduced once and re-mentioned later: copy them from context.",
             "  7. Nesting: relative clauses end with ',', brackets with ')', sentences with '.'.",

@@ -82,12 +82,12 @@ class Language:
         # table, the mean of its rows (what a model that ignores the context would predict)
         starts, contexts = rules.rule_start, rules.rule_contexts
         self.pref_p = np.zeros((starts[-1] + contexts[-1] + 1, LMAX))
-        for start, rows, size, k in zip(starts, contexts, RULE_TARGETS, rules.pref_size):
+        for start, rows, size, k in zip(starts, contexts, rules.targets, rules.pref_size):
             for r in range(rows):
                 self.pref_p[start + r, rng.choice(size, k, replace=False)] = zipf(k, ZIPF_EXPONENT)
             self.pref_p[start + rows] = self.pref_p[start: start + rows].mean(0)
         # flattened cumulative tables for sampling: table id = class * N_TOPICS + topic, then preference rows
-        sizes = np.concatenate([np.repeat(CLASS_SIZE, n_topics), np.repeat(RULE_TARGETS, contexts + 1)])
+        sizes = np.concatenate([np.repeat(CLASS_SIZE, n_topics), np.repeat(rules.targets, contexts + 1)])
         tables = np.concatenate([self.word_p.reshape(-1, LMAX), self.pref_p])
         cum = np.where(np.arange(LMAX) >= sizes[:, None] - 1, 1.0, np.cumsum(tables, axis=1))
         self.cum_flat = (cum + np.arange(len(tables))[:, None]).ravel()

@@ -93,19 +93,25 @@ RULE_START = np.concatenate([[0], np.cumsum(RULE_CONTEXTS + 1)[:-1]])  # + 1: a 
 
 
 def rule_rows(state, prev_class, prev_lemma, governor, agent, cls, rules: "Rules | None" = None) -> np.ndarray:
-    """Preference-table row of each rule for a token of class `cls` (-1 where the rule does not
-    apply): [len(RULES), ...]. governor: last verb lemma or N_VERB + preposition lemma; agent:
-    the clause subject's noun lemma or N_NOUN + name lemma. Arguments broadcast. rules: the
-    language version's Rules (None: version 2)."""
+    """Preference-table row of each rule of the language version `rules` (None: version 2) for a token of
+    class `cls` (-1 where the rule does not apply): [number of rules, ...]. governor: last verb lemma or
+    N_VERB + preposition lemma; agent: the clause subject's noun lemma or N_NOUN + name lemma. Arguments
+    broadcast."""
     rules = rules or V2
-    start = rules.rule_start
-    noun = (cls == NOUN_SG) | (cls == NOUN_PL)
-    verb = (cls == VERB_SG) | (cls == VERB_PL)
+    return rules.rows(state, prev_class, prev_lemma, governor, agent, cls, rules.rule_start)
+
+
+def _noun_verb(cls):
+    return (cls == NOUN_SG) | (cls == NOUN_PL), (cls == VERB_SG) | (cls == VERB_PL)
+
+
+def _v2_rows(state, prev_class, prev_lemma, governor, agent, cls, start) -> np.ndarray:
+    """Version 2's rows, in RULES order."""
+    noun, verb = _noun_verb(cls)
     after_verb = (prev_class == VERB_SG) | (prev_class == VERB_PL)
-    obj = governor + agent * (N_VERB + N_PREP) if rules.object_by_agent else governor
     return np.stack(np.broadcast_arrays(
         np.where(noun & (prev_class == ADJ), start[0] + np.minimum(prev_lemma, N_ADJ - 1), -1),
-        np.where(noun & (state == O_DET), start[1] + obj, -1),
+        np.where(noun & (state == O_DET), start[1] + governor, -1),
         np.where(verb, start[2] + agent, -1),
         np.where((cls == PREP) & after_verb, start[3] + np.minimum(prev_lemma, N_VERB - 1), -1)))
 
@@ -153,31 +159,34 @@ NAME_Q = zipf(N_NAMES, NAME_ZIPF_EXPONENT)  # which name a new entity gets, befo
 class Rules:
     """What differs between versions of the language; everything else above is shared.
 
-    topic_prior: p(a document's topic), [n_topics]; rule_weight: mixture weight of each rule
-    where it applies; object_by_agent: the object table is keyed by (subject, verb or
-    preposition), a fact per pair, instead of by the verb or preposition alone; pref_size:
-    favourites per row of each rule's table; base: the grammar's class weights.
+    topic_prior: p(a document's topic), [n_topics]; names: the preference rules; contexts and
+    targets: rows of each rule's table and lemmas per row; rule_weight: the mixture weight of each
+    rule where it applies (those that can apply together sum to less than 1); pref_size:
+    favourites per row of each rule's table; rows: the function that picks each rule's row
+    (see rule_rows); base: the grammar's class weights.
     """
 
     version: str
     n_topics: int
     topic_prior: np.ndarray
     topic_boost: float
+    names: tuple
+    contexts: np.ndarray
+    targets: np.ndarray
     rule_weight: np.ndarray
-    object_by_agent: bool
     pref_size: tuple
+    rows: object = field(repr=False)
     base: dict = field(repr=False)
 
     @property
     def rule_contexts(self) -> np.ndarray:
         """Rows of each rule's table (before its context-blind mean row)."""
-        objects = (N_NOUN + N_NAMES) * (N_VERB + N_PREP) if self.object_by_agent else N_VERB + N_PREP
-        return np.array([N_ADJ, objects, N_NOUN + N_NAMES, N_VERB])
+        return self.contexts
 
     @property
     def rule_start(self) -> np.ndarray:
         """First row of each rule's table in the stacked preference table (each table + 1 mean row)."""
-        return np.concatenate([[0], np.cumsum(self.rule_contexts + 1)[:-1]])
+        return np.concatenate([[0], np.cumsum(self.contexts + 1)[:-1]])
 
     @property
     def uniform_topics(self) -> bool:
@@ -186,25 +195,50 @@ class Rules:
     def describe(self) -> dict:
         """The parameters as plain JSON values (they enter the fingerprint of versions after 2)."""
         return dict(version=self.version, n_topics=self.n_topics, topic_prior=self.topic_prior.tolist(),
-                    topic_boost=self.topic_boost, rule_weight=self.rule_weight.tolist(),
-                    object_by_agent=self.object_by_agent, pref_size=list(self.pref_size),
+                    topic_boost=self.topic_boost, names=list(self.names), contexts=self.contexts.tolist(),
+                    targets=self.targets.tolist(), rule_weight=self.rule_weight.tolist(),
+                    pref_size=list(self.pref_size),
                     base={STATES[s]: {str(k): v for k, v in b.items()} for s, b in self.base.items()})
 
 
-V2 = Rules(VERSION, N_TOPICS, np.full(N_TOPICS, 1.0 / N_TOPICS), TOPIC_BOOST, RULE_WEIGHT, False,
-           (PREF_SIZE,) * len(RULES), BASE)
+V2 = Rules(VERSION, N_TOPICS, np.full(N_TOPICS, 1.0 / N_TOPICS), TOPIC_BOOST, RULES, RULE_CONTEXTS, RULE_TARGETS,
+           RULE_WEIGHT, (PREF_SIZE,) * len(RULES), _v2_rows, BASE)
+
+
+def _v3_rows(state, prev_class, prev_lemma, governor, agent, cls, start) -> np.ndarray:
+    """Version 3's rows, in V3_RULES order: three word-pair tables keyed by the previous token id, then
+    the subject's favourite verbs and the verb's (or preposition's) favourite objects."""
+    noun, verb = _noun_verb(cls)
+    prev_token = CLASS_START[prev_class] + prev_lemma
+    return np.stack(np.broadcast_arrays(
+        np.where(cls == ADJ, start[0] + prev_token, -1),
+        np.where(noun, start[1] + prev_token, -1),
+        np.where(verb, start[2] + prev_token, -1),
+        np.where(verb, start[3] + agent, -1),
+        np.where(noun & (state == O_DET), start[4] + governor, -1)))
+
 
 # Version 3 spreads the learnable loss over many small skills whose frequencies are Zipfian, the
-# picture under which a sum of skills learned one by one falls as a smooth power law (Michaud et al.
-# 2023, "The Quantization Model of Neural Scaling"; Hutter 2021, "Learning Curve Theory"):
-#   - facts: the object of a verb or preposition depends on the pair (subject, verb): 12,672 rows
-#     of 3 favourites each, used as often as their subject and verb are (a product of Zipfs);
-#   - topics: 16 topics drawn with Zipf frequencies (1/rank), so a rare topic's words come late;
-#   - names (copying from context: one circuit, learned at once) are half as frequent.
+# picture under which a sum of skills, each learned in a jump, falls as a smooth power law (Michaud et
+# al. 2023, "The Quantization Model of Neural Scaling"; Hutter 2021, "Learning Curve Theory"):
+#   - word pairs: every adjective, noun and verb leans towards a few favourites of the token before it,
+#     a table row per previous token (hundreds in use), each used as often as that token is followed
+#     by its class; a row is learned once seen often enough, and a wider model holds more of them;
+#   - the skills that need a circuit spanning many tokens weigh less: the subject's verbs and the
+#     verb's objects get smaller mixture weights, names come half as often, and relative clauses and
+#     brackets are rare (a pilot with them 4x as frequent had its seeds disagree on the clause stack:
+#     one seed of three learned it at 1e11 FLOPs, the others not);
+#   - topics are drawn with Zipf frequencies (1/rank), so a rare topic's words come late.
+V3_RULES = ("previous word -> adjective", "previous word -> noun", "previous word -> verb", "subject -> verb",
+            "verb/preposition -> object noun")
 V3_BASE = {**BASE,
            SUBJ: {DET_SG: .25, DET_PL: .2, DET_ANY: .41, NAME: .14},
+           S_POST: {THAT: .015, LPAREN: .005, ADV: .14, "verb": .84},
            V_POST: {DET_SG: .11, DET_PL: .09, DET_ANY: .21, NAME: .10, PREP: .22, "close": .27},
+           O_POST: {THAT: .012, LPAREN: .005, PREP: .2, "close": .783},
            PP: {DET_SG: .21, DET_PL: .16, DET_ANY: .49, NAME: .14}}
-V3 = Rules("synthetic-language-v3", N_TOPICS, zipf(N_TOPICS, 1.0), TOPIC_BOOST, np.array([0.3, 0.7, 0.6, 0.5]),
-           True, (PREF_SIZE, 3, PREF_SIZE, PREF_SIZE), V3_BASE)
+V3 = Rules("synthetic-language-v3", N_TOPICS, zipf(N_TOPICS, 1.0), TOPIC_BOOST, V3_RULES,
+           np.array([VOCAB_SIZE, VOCAB_SIZE, VOCAB_SIZE, N_NOUN + N_NAMES, N_VERB + N_PREP]),
+           np.array([N_ADJ, N_NOUN, N_VERB, N_VERB, N_NOUN]), np.array([0.5, 0.5, 0.4, 0.2, 0.2]), (4, 4, 4, 5, 5),
+           _v3_rows, V3_BASE)
 VERSIONS = {2: V2, 3: V3}

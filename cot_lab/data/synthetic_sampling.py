@@ -9,7 +9,7 @@ import numpy as np
 
 from cot_lab.data.synthetic_language import Language, mixture
 from cot_lab.data.synthetic_rules import (
-    BOS, CLASS_SIZE, CLASS_START, LMAX, NAME, NAME_Q, NEW_NAME_P, N_CLASSES, RULES
+    BOS, CLASS_SIZE, CLASS_START, LMAX, NAME, NAME_Q, NEW_NAME_P, N_CLASSES
 )
 from cot_lab.data.synthetic_walker import Walker
 
@@ -37,8 +37,9 @@ def sample(lang: Language, n: int, length: int, rng: np.random.Generator):
         rows = w.rules(cls)
         weights = rules.rule_weight[:, None] * (rows >= 0)
         branch = (np.cumsum(weights, axis=0) <= u[2]).sum(0)
-        table = np.where(branch < len(RULES),
-                         N_CLASSES * rules.n_topics + rows[np.minimum(branch, len(RULES) - 1), w.rows],
+        n_rules = len(rules.names)
+        table = np.where(branch < n_rules,
+                         N_CLASSES * rules.n_topics + rows[np.minimum(branch, n_rules - 1), w.rows],
                          cls * rules.n_topics + topic)
         lemma = np.searchsorted(lang.cum_flat, table + u[1], side="right") - table * LMAX
         lemma = np.minimum(lemma, CLASS_SIZE[cls] - 1)  # guards a rounding of table + u up to table + 1

@@ -13,8 +13,9 @@ Class part, by the grammar state before the token:
   nesting               after a predicate or object: a clause may close, with its own closer . , )
   grammar               every other position (determiner, adjective or noun, new name...)
 Word part, by the context and the class of the token:
-  knowledge: <rule>     a content word or preposition where a preference rule applies (the first
-                        applicable in KNOWLEDGE_ORDER); its unit is the rule's table row, one fact
+  knowledge: <rules>    a content word or preposition where preference rules apply, named by the set
+                        of rules (its word comes from their mixture with the topic's table); its
+                        unit is the row of the first of them, one small fact
   topic words           an adjective, noun or verb no rule governs: the document's hidden topic
   names: first entity   a name before any entity of the document: which new name
   names: new or copied  a name once entities exist: copy one from the context, or a new one
@@ -26,26 +27,34 @@ import numpy as np
 
 from cot_lab.data.synthetic_language import Language
 from cot_lab.data.synthetic_rules import (
-    MAX_DOC_TOKENS, MIN_SENTENCES, NAME, O_END, O_POST, PRED, RULES, S_POST, SUBJ, TOPIC_CLASSES,
+    MAX_DOC_TOKENS, MIN_SENTENCES, NAME, O_END, O_POST, PRED, S_POST, SUBJ, TOPIC_CLASSES,
     V_POST
 )
 from cot_lab.data.synthetic_walker import Walker
 
 CLASS_SKILLS = ("grammar", "agreement", "nesting", "document ends")
-KNOWLEDGE_ORDER = (1, 2, 0, 3)  # object facts first: where two rules apply, the one with the most rows names it
-WORD_SKILLS = ("function words", "topic words", "names: first entity", "names: new or copied") + tuple(
-    f"knowledge: {RULES[j]}" for j in KNOWLEDGE_ORDER)
-SKILLS = CLASS_SKILLS + WORD_SKILLS
+WORD_SKILLS = ("function words", "topic words", "names: first entity", "names: new or copied")
 _GRAMMAR, _AGREEMENT, _NESTING, _DOC_END = range(4)
 _FUNCTION, _TOPIC, _NAME_FIRST, _NAME_MAYBE_COPY = range(len(CLASS_SKILLS), len(CLASS_SKILLS) + 4)
-_KNOWLEDGE = len(CLASS_SKILLS) + 4  # + position in KNOWLEDGE_ORDER
+_KNOWLEDGE = len(CLASS_SKILLS) + len(WORD_SKILLS)  # + the rule's index in the language's rules
+
+
+def skill_names(rules) -> tuple:
+    """The skills of a language version (its Rules), in the order skill_labels numbers them.
+
+    A word where several preference rules apply comes from their mixture (and the topic's table):
+    its skill names every rule that applies, "knowledge: a + b", numbered by the set (a bit per rule).
+    """
+    combos = tuple("knowledge: " + " + ".join(name for j, name in enumerate(rules.names) if mask >> j & 1)
+                   for mask in range(1, 2 ** len(rules.names)))
+    return CLASS_SKILLS + WORD_SKILLS + combos
 
 
 def skill_labels(lang: Language, rows: np.ndarray):
     """(class skill, word skill, unit) of positions 1..T of rows [n, T + 1]: int64 [n, T] each.
 
-    Skills index SKILLS; unit is the knowledge rule's table row (0-based within its table) where
-    the word skill is a knowledge rule, else -1.
+    Skills index skill_names(lang.rules); unit is the first applicable rule's table row (0-based within its
+    table) where the word skill is a knowledge skill, else -1.
     """
     n, length = rows.shape
     cls, lemma = lang.tok_class[rows], lang.tok_lemma[rows]
@@ -63,12 +72,12 @@ def skill_labels(lang: Language, rows: np.ndarray):
             [_DOC_END, _AGREEMENT, _NESTING], _GRAMMAR)
         skill = np.where(np.isin(c, TOPIC_CLASSES), _TOPIC, _FUNCTION)
         skill = np.where(c == NAME, np.where(w.n_seen > 0, _NAME_MAYBE_COPY, _NAME_FIRST), skill)
-        context = w.rules(c)  # [len(RULES), n]
-        row = np.full(n, -1, np.int64)
-        for k, j in reversed(list(enumerate(KNOWLEDGE_ORDER))):  # reversed: the first in the order wins
-            applies = context[j] >= 0
-            skill = np.where(applies, _KNOWLEDGE + k, skill)
-            row = np.where(applies, context[j] - start[j], row)
+        context = w.rules(c)  # [number of rules, n]
+        applies = context >= 0
+        mask = (applies << np.arange(len(context))[:, None]).sum(0)  # the set of rules that apply
+        skill = np.where(mask > 0, _KNOWLEDGE + mask - 1, skill)
+        first = applies.argmax(0)  # the unit: the row of the first rule that applies
+        row = np.where(mask > 0, context[first, w.rows] - start[first], -1)
         word_skill[:, t - 1], unit[:, t - 1] = skill, row
         w.advance(c, lemma[:, t])
     return class_skill, word_skill, unit

@@ -60,8 +60,13 @@ def _record(run, corpus) -> dict:
     return {**shipped_record(run), "skills": skills}
 
 
-def run_pilot(corpus, store, *, workers: int = 2, out: str | Path | None = None, progress: bool = True) -> Path:
-    """Train the pilot on `corpus` into `store` (resumable), split every run's loss by skill, write pilot.json."""
+def run_pilot(corpus, store, *, workers: int = 2, out: str | Path | None = None, progress: bool = True,
+              extension: bool = True) -> Path:
+    """Train the pilot on `corpus` into `store` (resumable), split every run's loss by skill, write pilot.json.
+
+    extension: also train the top budget's best shape on EXTENSION_FACTOR times the budget (one run of
+    1e13 FLOPs, about as long as the sweep's top budget); without it pilot.json's extension is null.
+    """
     from cot_lab.scaling.sweep import SweepPlan, SweepPoint, run_sweep
 
     plan = pilot_plan(corpus.vocab_size)
@@ -72,16 +77,19 @@ def run_pilot(corpus, store, *, workers: int = 2, out: str | Path | None = None,
     best = min((r for r in runs if r["budget"]["value"] == top), key=lambda r: r["final_val_loss"])
     cfg = ModelConfig(**best["config"])
     budget = top * EXTENSION_FACTOR
-    extension = run_sweep(SweepPlan([SweepPoint(budget, cfg, batch_size_for(budget, SEQ_LEN))]), corpus, store,
-                          seeds=[SEEDS[0]], workers=1, progress=progress, eval_sequences=EVAL_SEQUENCES)
+    longer, wall_s = None, result.wall_s
+    if extension:
+        more = run_sweep(SweepPlan([SweepPoint(budget, cfg, batch_size_for(budget, SEQ_LEN))]), corpus, store,
+                         seeds=[SEEDS[0]], workers=1, progress=progress, eval_sequences=EVAL_SEQUENCES)
+        longer, wall_s = _record(more.runs[0], corpus), wall_s + more.wall_s
     floor, floor_se = corpus.entropy_for(SEQ_LEN)
     folder = Path(out) if out is not None else data_root() / f"pilot-{corpus.name}"
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "pilot.json", dict(
         corpus=corpus.name, corpus_fingerprint=corpus.fingerprint, floor=floor, floor_se=floor_se,
         ladder=[list(s) for s in LADDER], windows={f"{b:.0e}": list(w) for b, w in WINDOWS.items()},
-        seeds=list(SEEDS), runs=runs, extension=_record(extension.runs[0], corpus),
-        sweep_wall_s=result.wall_s + extension.wall_s, hardware=hardware_summary()))
+        seeds=list(SEEDS), runs=runs, extension=longer, sweep_wall_s=wall_s,
+        runs_wall_s=sum(r["wall_s"] for r in runs + ([longer] if longer else [])), hardware=hardware_summary()))
     write_json(folder / "manifest.json", {"files": {"pilot.json": sha256_file(folder / "pilot.json")}})
     return folder
 
@@ -102,9 +110,12 @@ def pilot_frame(pilot: dict):
     """One row per pilot run: budget, d_model, n_layer, n_params, tokens, seed, loss (nats/token)."""
     import pandas as pd
 
+    from cot_lab.core.accounting import count_params
+
     return pd.DataFrame([dict(budget=r["budget"]["value"], d_model=r["config"]["d_model"],
-                              n_layer=r["config"]["n_layer"], n_params=r["n_params"], tokens=r["tokens"],
-                              seed=r["hparams"]["seed"], loss=r["final_val_loss"]) for r in pilot["runs"]])
+                              n_layer=r["config"]["n_layer"], n_params=count_params(ModelConfig(**r["config"])).total,
+                              tokens=r["tokens"], seed=r["hparams"]["seed"], loss=r["final_val_loss"])
+                         for r in pilot["runs"]])
 
 
 def pilot_runs(pilot: dict) -> list:
@@ -167,7 +178,7 @@ def pilot_checks(pilot: dict) -> dict:
                 slopes=slopes.tolist(), convex=bool(np.all(np.diff(slopes) > 0)),
                 holdout_error=holdout(3), next_holdout_error=holdout(4) if len(budgets) > 4 else math.nan,
                 below_floor=int((frame.loss < pilot["floor"]).sum()),
-                extension_gain=best[-1] - pilot["extension"]["final_val_loss"])
+                extension_gain=best[-1] - pilot["extension"]["final_val_loss"] if pilot["extension"] else math.nan)
 
 
 def skills_by_budget(pilot: dict):
@@ -196,9 +207,11 @@ def main(argv=None) -> int:
     run.add_argument("--store", default=None, help="run store folder (default: the kit's store)")
     run.add_argument("--out", default=None, help="output folder (default: the package's precomputed/)")
     run.add_argument("--workers", type=int, default=2)
+    run.add_argument("--no-extension", action="store_true", help="skip the run at 10x the top budget")
     args = parser.parse_args(argv)
     corpus = load_corpus("synthetic", version=args.version)
-    folder = run_pilot(corpus, RunStore(args.store) if args.store else RunStore(), workers=args.workers, out=args.out)
+    folder = run_pilot(corpus, RunStore(args.store) if args.store else RunStore(), workers=args.workers, out=args.out,
+                       extension=not args.no_extension)
     print(f"pilot written to {folder}")
     return 0
 
