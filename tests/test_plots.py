@@ -18,7 +18,8 @@ from cot_lab.ui.figure_check import assert_readable
 
 PLOT_MODULES = (figures, scaling_plots, compress_plots, budget_plots)
 CHECKED = {"loss_curve", "isoflop_curves", "frontier", "exponents", "size_at_budget", "prediction_check",
-           "quality_vs_sparsity", "size_quality_frontier", "latency_ratios", "accounting_figure"}
+           "quality_vs_sparsity", "size_quality_frontier", "latency_ratios", "accounting_figure", "skill_bars",
+           "skills_by_budget"}
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +194,21 @@ def test_tables_format_a_flops_index_tiny_seconds_and_missing_values():
     seconds = table(pd.DataFrame({"score_s": [0.000123, 0.0456]}))["score_s"].tolist()
     assert seconds == ["0.000123", "0.045600"]  # three digits of the smallest, not '0.0001'
     assert [scientific(x) for x in (3e10, 1.25e11, 6.0e23, 0.0)] == ["3e10", "1.25e11", "6e23", "0"]
+
+
+# ------------------------------------------------------------------ loss by skill (notebooks 00 and 02)
+def test_skill_bars_and_skills_by_budget_read_the_shipped_pilot():
+    from cot_lab.core.skills import SkillReport
+    from cot_lab.scaling import pilot
+
+    shipped_pilot = pilot.load_pilot("synthetic-v3")
+    run = shipped_pilot["runs"][-1]["skills"]
+    report = SkillReport(frame=pd.DataFrame(run["skills"]), units=None, floor=run["floor"], model=run["model"],
+                         positions=run["positions"])
+    fig = figures.skill_bars(report)
+    assert_readable(fig)
+    assert f"{report.model:.3f}" in fig.axes[0].get_title() and len(fig.axes[0].patches) == 2 * len(report.frame)
+    excess = pilot.skills_by_budget(shipped_pilot)
+    fig = scaling_plots.skills_by_budget(excess)
+    assert_readable(fig)
+    assert fig.axes[0].get_xscale() == "log" and len(fig.legends[0].get_texts()) == excess.shape[1]

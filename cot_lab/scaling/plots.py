@@ -211,15 +211,18 @@ def skills_by_budget(excess, *, title: str | None = None) -> Figure:
     (`cot_lab.scaling.pilot.skills_by_budget`); the stack's height is the run's loss minus the floor.
     """
     order = excess.iloc[0].sort_values(ascending=False).index  # the biggest gap at the smallest budget at the bottom
-    fig = Figure(figsize=(7.6, 4.8), layout="constrained")
+    import matplotlib
+
+    fig = Figure(figsize=(10.5, 4.6), layout="constrained")
     ax = fig.add_subplot()
     budgets = excess.index.to_numpy(float)
+    palette = matplotlib.colormaps["tab20"].colors  # 20 distinct colours: a skill never shares one
     ax.stackplot(budgets, [excess[c].clip(lower=0).to_numpy() for c in order], labels=list(order),
-                 colors=[f"C{i % 10}" for i in range(len(order))], alpha=0.85)
+                 colors=[palette[i % len(palette)] for i in range(len(order))], alpha=0.9)
     ax.set_xscale("log")
     ax.set_xlabel("training compute C (FLOPs)")
     ax.set_ylabel("excess loss above the floor (nats/token)")
     ax.set_title(title or "Which skills each budget buys (best run of each budget)", fontsize=10)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="outside right upper")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
     return fig

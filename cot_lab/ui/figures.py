@@ -157,7 +157,7 @@ def figure_display_data(fig: Figure, dpi: int = 90) -> dict:
             "data": {"image/png": png, "text/plain": "<loss curve>"}}
 
 
-def skill_bars(report, *, title: str | None = None, figsize: tuple[float, float] = (7.6, 4.6)) -> Figure:
+def skill_bars(report, *, title: str | None = None, figsize: tuple[float, float] = (10.0, 4.8)) -> Figure:
     """One bar per skill of a `cl.loss_by_skill` report: its floor (grey) and the model's excess above it,
     in nats per token of the corpus (so the bars add up to the loss); skills sorted by excess."""
     frame = report.frame.sort_values("excess")
@@ -167,8 +167,8 @@ def skill_bars(report, *, title: str | None = None, figsize: tuple[float, float]
     ax.barh(y, frame.floor, color="#cccccc", label="floor: what no model can predict")
     ax.barh(y, frame.excess, left=frame.floor, color="C3", label="excess: what the model has still to learn")
     ax.set_yticks(list(y), [f"{s} ({p})" for s, p in zip(frame.skill, frame.part)], fontsize=8)
-    ax.set_xlabel("nats per token of text (the bars sum to the loss)")
-    ax.set_title(title or f"Loss {report.model:.3f} = floor {report.floor:.3f} + excess {report.excess:.3f} nats/token",
+    ax.set_xlabel("nats/token (the bars sum to the loss)")
+    ax.set_title(title or f"loss {report.model:.3f} = floor {report.floor:.3f} + excess {report.excess:.3f}",
                  fontsize=10)
     ax.grid(axis="x", alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
