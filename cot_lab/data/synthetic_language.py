@@ -12,8 +12,7 @@ import numpy as np
 from cot_lab.data.synthetic_rules import (
     ADJ, BASE, CLASS_SIZE, CLASS_START, END_P, FIXED_WORDS, GENERAL_FRACTION, LMAX, MAX_DEPTH,
     MAX_DOC_TOKENS, MIN_SENTENCES, NAME, NAME_ZIPF_EXPONENT, NEW_NAME_P, NEXT, NOUN_PL, NOUN_SG, N_ADJ,
-    N_CLASSES, N_NAMES, N_NOUN, N_TOPICS, N_VERB, PREF_SIZE, RULES, RULE_CONTEXTS, RULE_START, RULE_TARGETS,
-    RULE_WEIGHT, STATES, TOPIC_BOOST, VERB_PL, VERB_SG, VERSION, VERSIONS, VOCAB_SIZE, ZIPF_EXPONENT, class_probs,
+    N_CLASSES, N_NAMES, N_NOUN, N_TOPICS, N_VERB, RULES, RULE_WEIGHT, STATES, TOPIC_BOOST, VERB_PL, VERB_SG, VERSION, VERSIONS, VOCAB_SIZE, ZIPF_EXPONENT, class_probs,
     table_key, zipf
 )
 
@@ -80,7 +79,7 @@ class Language:
                 self.word_p[c, :, :n] = p / p.sum(1, keepdims=True)
         # preference tables, stacked: each row puts Zipf weights on PREF_SIZE favourites; after each
         # table, the mean of its rows (what a model that ignores the context would predict)
-        starts, contexts = rules.rule_start, rules.rule_contexts
+        starts, contexts = rules.rule_start, rules.contexts
         self.pref_p = np.zeros((starts[-1] + contexts[-1] + 1, LMAX))
         for start, rows, size, k in zip(starts, contexts, rules.targets, rules.pref_size):
             for r in range(rows):

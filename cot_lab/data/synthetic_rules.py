@@ -179,11 +179,6 @@ class Rules:
     base: dict = field(repr=False)
 
     @property
-    def rule_contexts(self) -> np.ndarray:
-        """Rows of each rule's table (before its context-blind mean row)."""
-        return self.contexts
-
-    @property
     def rule_start(self) -> np.ndarray:
         """First row of each rule's table in the stacked preference table (each table + 1 mean row)."""
         return np.concatenate([[0], np.cumsum(self.contexts + 1)[:-1]])

@@ -58,7 +58,7 @@ def score_parts(lang: Language, rows: np.ndarray, ablate: tuple = (), shares: di
             log_name[names, t - 1] = np.log(NAME_Q[x] if "copy" in ablate else p_name)
         context = w.rules(c)
         if "knowledge" in ablate:  # each table's mean row instead of the row the context picks
-            context = np.where(context >= 0, (lang.rules.rule_start + lang.rules.rule_contexts)[:, None], -1)
+            context = np.where(context >= 0, (lang.rules.rule_start + lang.rules.contexts)[:, None], -1)
         rest[:, t - 1], pref[:, t - 1] = mixture(lang, context, lemma[:, t])
         w.advance(c, lemma[:, t])
     return -log_class, -(log_name + _log_word_given_class(lang, rows, rest, pref, "topic" in ablate))
