@@ -57,7 +57,7 @@ def _error_line(capsys) -> str:
     (("train", "--params", "1e5", "--flops", "1e3"),
      ["cot-lab train: error: --flops 1e+03 is too small for one step", "--batch-size 16 x --seq-len 128"]),
     (("train", "--params", "1e5", "--flops", "1e12", "--corpus", "wikipedia"),
-     ["cot-lab train: error: --corpus 'wikipedia' is not a corpus", "'synthetic', 'python-docs', 'python-code'"]),
+     ["cot-lab train: error: --corpus 'wikipedia' is not a corpus", "'synthetic', 'synthetic-v3' (many small skills), 'python-docs', 'python-code'"]),
     (("train", "--params", "1e5", "--flops", "1e12", "--device", "tpu"),
      ["cot-lab train: error: --device 'tpu'", "'cpu', 'cuda'"]),
     (("train", "--params", "1e5"), ["cot-lab train: error: one of the arguments --flops --tokens --seconds is required"]),
