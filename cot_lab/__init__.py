@@ -26,7 +26,7 @@ from cot_lab.core.paths import home
 from cot_lab.core.profiles import Profile, profile
 from cot_lab.core.recipe import batch_size_for, default_lr
 from cot_lab.core.runs import Run, RunStore
-from cot_lab.core.shapes import preset, size_ladder
+from cot_lab.core.shapes import ladder_flops_per_token, preset, size_ladder
 from cot_lab.core.shipped import shipped_model
 from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
@@ -39,7 +39,7 @@ from cot_lab.scaling.sweep_fit import SweepFit, fit_sweep
 
 __all__ = [
     # models and their accounting
-    "ModelConfig", "build_model", "config_of", "preset", "size_ladder", "ParamCount", "active_params", "count_params",
+    "ModelConfig", "build_model", "config_of", "preset", "size_ladder", "ladder_flops_per_token", "ParamCount", "active_params", "count_params",
     "flops_breakdown", "flops_per_token", "model_flops_per_token", "training_flops",
     # devices and budgets
     "autocast_dtype", "detect_device", "device_name", "measure_peak_flops", "resolve_device", "GPUS", "gpu", "Budget",

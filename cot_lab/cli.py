@@ -169,13 +169,18 @@ def _sweep_runs(args):
     from cot_lab.scaling.sweep import isoflop_plan, run_sweep
 
     prof = profile(args.profile)
-    corpus = _load_corpus(args.corpus)
-    plan = isoflop_plan(args.budgets or prof.sweep_budgets, args.sizes or prof.sweep_sizes,
-                        tokens_per_param=args.tokens_per_param or prof.sweep_tokens_per_param,
-                        seq_len=prof.seq_len, vocab_size=corpus.vocab_size)
-    print(f"sweep  profile={prof.name}: {len(plan)} runs, {len(plan.budgets)} budgets, {plan.total_flops:.3g} FLOPs in all")
+    corpus = _load_corpus(args.corpus or prof.sweep_corpus)
+    if args.tokens_per_param:
+        centre = dict(tokens_per_param=args.tokens_per_param)
+    else:
+        centre = dict(n_opt=prof.sweep_centre) if prof.sweep_centre else dict(tokens_per_param=prof.sweep_tokens_per_param)
+    plan = isoflop_plan(args.budgets or prof.sweep_budgets, args.sizes or prof.sweep_sizes, seq_len=prof.seq_len,
+                        vocab_size=corpus.vocab_size, **centre)
+    seeds = args.seeds or list(prof.sweep_seeds)
+    print(f"sweep  profile={prof.name} corpus={corpus.name}: {len(plan)} points x {len(seeds)} seed(s), "
+          f"{len(plan.budgets)} budgets, {plan.total_flops * len(seeds):.3g} FLOPs in all")
     store = _store(args.store, create=True)
-    result = run_sweep(plan, corpus, store, seed=args.seed, eval_sequences=prof.eval_sequences,
+    result = run_sweep(plan, corpus, store, seeds=seeds, eval_sequences=prof.eval_sequences,
                        workers=args.workers or default_workers())
     return prof, corpus, store, result
 
@@ -205,7 +210,7 @@ def _print_fit(fit) -> None:
 
 
 def _fit(args) -> int:
-    from cot_lab.scaling.sweep_fit import fit_sweep
+    from cot_lab.scaling.sweep_fit import fit_sweep, select_sweep
     from cot_lab.core.results import load_results
 
     if args.precomputed:
@@ -214,11 +219,17 @@ def _fit(args) -> int:
     else:
         store = _store(args.store, create=False)
         stored = store.runs()
-        runs = [r for r in stored if r.status == "ok" and r.corpus == args.corpus and r.budget["kind"] == "flops"]
-        where = (f"--store {store.root} ({len(runs)} of its {len(stored)} runs finished on --corpus {args.corpus} "
-                 f"with a FLOP budget)")
+        runs = [r for r in stored if r.corpus == args.corpus]
+        where = f"--store {store.root} ({len(runs)} of its {len(stored)} runs on --corpus {args.corpus})"
+    kept, left = select_sweep(runs)
+    print(f"fitting {len(kept)} runs of one sweep from {where}")
+    if left:
+        reasons: dict[str, int] = {}
+        for _, why in left:
+            reasons[why] = reasons.get(why, 0) + 1
+        print(f"left out {len(left)} run(s): " + "; ".join(f"{n} x {why}" for why, n in reasons.items()))
     try:
-        fit = fit_sweep(runs, bootstrap=args.bootstrap)
+        fit = fit_sweep(kept, bootstrap=args.bootstrap, select=False)
     except ValueError as error:
         raise CliError(f"{where}: {in_flag_terms(str(error), _flags_of(args))}") from None
     _print_fit(fit)
@@ -230,32 +241,50 @@ def _precompute(args) -> int:
 
     from cot_lab.scaling.sweep_fit import fit_sweep, holdout_prediction
     from cot_lab.core.results import results_dir, save_results
-    from cot_lab.core.training import train
+    from cot_lab.core.training import train_many
 
     prof, corpus, store, result = _sweep_runs(args)
     if result.interrupted:
         print("precompute: the sweep was interrupted; run the same command again to resume", file=sys.stderr)
         return 1
-    fit = fit_sweep(result, bootstrap=args.bootstrap)
+    entropy = paired_entropy(corpus, prof.eval_sequences, prof.seq_len) if hasattr(corpus, "score") else None
+    fit = fit_sweep(result, bootstrap=args.bootstrap, entropy=entropy)
     _print_fit(fit)
     target = prof.holdout_factor * max(r.budget["value"] for r in result.runs)
     pred = holdout_prediction(fit.approach3, target, seq_len=prof.seq_len, vocab_size=corpus.vocab_size)
+    seeds = args.seeds or list(prof.sweep_seeds)
     print(f"held-out budget {target:.3g} FLOPs: the law picks {pred['n_params']:,} params, predicts "
-          f"{pred['predicted_loss']:.4f} nats/token; training it...", flush=True)
-    run = train(pred["config"], corpus, flops=target, batch_size=pred["batch_size"], seed=args.seed, store=store,
-                eval_sequences=prof.eval_sequences, progress=True)
-    error = run.final_val_loss / pred["predicted_loss"] - 1
-    print(f"measured {run.final_val_loss:.4f} nats/token: prediction error {100 * error:+.2f}%")
-    holdout = dict(prediction={**pred, "config": pred["config"].to_dict()}, run=run,
+          f"{pred['predicted_loss']:.4f} nats/token; training it with seeds {seeds}...", flush=True)
+    import time
+
+    start = time.perf_counter()
+    runs = train_many(pred["config"], corpus, seeds=seeds, flops=target, batch_size=pred["batch_size"], store=store,
+                      eval_sequences=prof.eval_sequences, progress=True)
+    holdout_wall_s = time.perf_counter() - start
+    if any(r.status != "ok" for r in runs):
+        print("precompute: the held-out run did not finish; run the same command again to resume", file=sys.stderr)
+        return 1
+    loss = float(sum(r.final_val_loss for r in runs) / len(runs))
+    error = loss / pred["predicted_loss"] - 1
+    print(f"measured {loss:.4f} nats/token (mean of {len(runs)} seeds): prediction error {100 * error:+.2f}%")
+    holdout = dict(prediction={**pred, "config": pred["config"].to_dict()}, runs=runs, loss=loss,
                    relative_error=error, fitted_law={k: getattr(fit.approach3, k) for k in ("E", "A", "B", "alpha", "beta")})
     out = save_results(args.out or results_dir(prof.name), result.runs, holdout, profile=prof.name,
                        plan=dict(budgets=sorted({r.budget["value"] for r in result.runs}), sizes=args.sizes or prof.sweep_sizes,
-                                 tokens_per_param=args.tokens_per_param or prof.sweep_tokens_per_param,
-                                 corpus=corpus.name, seed=args.seed, profile=asdict(prof)),
-                       sweep_wall_s=float(sum(r.wall_s for r in result.runs)),
-                       sweep_train_s=float(sum(r.train_s for r in result.runs)))
+                                 centre=prof.sweep_centre, tokens_per_param=args.tokens_per_param,
+                                 corpus=corpus.name, seeds=seeds, profile=asdict(prof)),
+                       sweep_wall_s=float(result.wall_s), sweep_train_s=float(result.train_s),
+                       sweep_runs_s=float(result.runs_s), holdout_wall_s=holdout_wall_s, paired_entropy=entropy,
+                       eval_sequences=prof.eval_sequences, seq_len=prof.seq_len)
     print(f"wrote {out}")
     return 0
+
+
+def paired_entropy(corpus, eval_sequences: int, seq_len: int) -> float:
+    """The corpus's exact floor (nats/token) on the very validation rows every run is scored on."""
+    import numpy as np
+
+    return float(np.mean(corpus.score(corpus.val_batch(eval_sequences, seq_len))))
 
 
 def _add_sweep_args(parser) -> None:
@@ -263,10 +292,11 @@ def _add_sweep_args(parser) -> None:
                         help="(default: $COT_LAB_PROFILE, else auto: gpu with CUDA, else laptop)")
     parser.add_argument("--budgets", type=float, nargs="+", help="FLOP budgets (default: the profile's)")
     parser.add_argument("--sizes", type=int, help="model sizes per budget (default: the profile's)")
-    parser.add_argument("--tokens-per-param", type=float, help="guess of the optimal tokens/param that centres the sizes")
-    parser.add_argument("--corpus", default="synthetic", help=CORPUS_HELP)
+    parser.add_argument("--tokens-per-param", type=float,
+                        help="centre each budget's sizes on this many tokens per parameter (default: the profile's centre)")
+    parser.add_argument("--corpus", default=None, help=CORPUS_HELP + " (default: the profile's sweep corpus)")
     parser.add_argument("--store", default=None, help="run store folder, created if missing (default: under $COT_LAB_HOME)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", help="seeds per point (default: the profile's)")
     parser.add_argument("--workers", type=int, default=None,
                         help="runs side by side (default: one per CPU core without a GPU, else 1)")
 
@@ -297,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--store", default=None,
                         help="run store folder that `train` or `sweep` wrote; never created (default: under $COT_LAB_HOME)")
     source.add_argument("--precomputed", default=None, help="fit a shipped result set instead, e.g. laptop")
-    fi.add_argument("--corpus", default="synthetic", help="which corpus's runs to fit (stored runs only)")
+    fi.add_argument("--corpus", default="synthetic-v3", help="which corpus's runs to fit (stored runs only)")
     fi.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples for intervals (default 200)")
     fi.set_defaults(func=_fit)
     pc = sub.add_parser("precompute", help="sweep, fit, train the held-out budget, write cot_lab/precomputed/<profile>/")

@@ -12,14 +12,45 @@ from cot_lab.core.runs import Run
 from cot_lab.core.law import ScalingLaw
 
 
-def test_size_ladder_grows_about_2x_without_shrinking():
+def test_size_ladder_is_like_for_like():
     ladder = cl.size_ladder()
-    counts = [cl.count_params(c).total for c in ladder]
-    assert (ladder[0].d_model, ladder[0].n_layer, counts[0]) == (8, 1, 4952)
-    ratios = np.array(counts[1:]) / np.array(counts[:-1])
-    assert ratios.min() >= 1.98 and ratios.max() < 2.6
+    counts = [cl.count_params(c) for c in ladder]
+    assert [(c.d_model, c.n_layer) for c in ladder[:4]] == [(16, 2), (24, 3), (32, 4), (40, 5)]
+    assert [n.total for n in counts[:4]] == [14928, 33192, 66848, 120120]
+    for cfg in ladder:
+        assert cfg.n_layer >= 2 and cfg.head_dim == 8 and cfg.d_model / cfg.n_layer == 8  # one aspect, one head size
     for a, b in zip(ladder, ladder[1:]):
-        assert b.d_model >= a.d_model and b.n_layer >= a.n_layer
+        assert b.d_model > a.d_model and b.n_layer > a.n_layer
+    share = [n.embedding / n.total for n in counts]
+    assert share[0] == pytest.approx(0.549, abs=1e-3) and all(np.diff(share) < 0)  # the embedding share falls
+
+
+def test_ladder_flops_per_token_is_the_trainers_count_at_every_rung():
+    cost = cl.ladder_flops_per_token()
+    for cfg in cl.size_ladder():
+        assert cost(cl.count_params(cfg).total) == pytest.approx(cl.flops_per_token(cfg), rel=1e-12)
+    ratio = [cl.flops_per_token(c) / (6 * cl.count_params(c).total) for c in cl.size_ladder()[:8]]
+    assert 1.3 < min(ratio) < max(ratio) < 1.61  # 6N undercounts these models by 30-60%
+    with pytest.raises(ValueError, match="seq_len"):
+        cl.ladder_flops_per_token(seq_len=0)
+
+
+def test_law_optimum_under_the_trainers_count_costs_c():
+    cost = cl.ladder_flops_per_token()
+    for c in (3e11, 1e12, 1e13):
+        n, d = TRUE.optimal(c, flops_per_token=cost)
+        assert cost(n) * d == pytest.approx(c, rel=1e-9)
+        # it is the minimum of the loss along that IsoFLOP line, found independently on a grid
+        grid = np.geomspace(n / 3, n * 3, 2001)
+        best = grid[np.argmin(TRUE.loss(grid, c / cost(grid)))]
+        assert n == pytest.approx(best, rel=3e-3)
+        six_n = TRUE.optimal(c)[0]
+        assert n < six_n  # counted as the trainer counts, each parameter costs more: the optimum is smaller
+    # with the 6N count it is the closed form
+    n6, d6 = TRUE.optimal(1e12, flops_per_token=lambda n: 6.0 * n)
+    assert (n6, d6) == pytest.approx(TRUE.optimal(1e12), rel=1e-5)
+    with pytest.raises(ValueError, match="flops_per_token"):
+        TRUE.optimal(1e12, flops_per_token=6.0)
 
 
 def test_batch_rule_values():
@@ -31,20 +62,32 @@ def test_batch_rule_values():
     assert cl.batch_size_for(1e9, 128) == 2
 
 
-def test_plan_brackets_the_guess_with_sizes_2x_apart():
-    plan = sw.isoflop_plan([3e10, 1e11, 3e11, 1e12], 5, tokens_per_param=20)
+def test_plan_centres_each_budget_on_the_predicted_optimum():
+    plan = sw.isoflop_plan([5e11, 1e12, 2e12, 4e12], 7, n_opt=(7e4, 0.65))
     frame = plan.to_frame()
-    assert len(plan) == 20 and plan.budgets == [3e10, 1e11, 3e11, 1e12]
-    assert plan.total_flops == pytest.approx(5 * (3e10 + 1e11 + 3e11 + 1e12))
+    assert len(plan) == 28 and plan.budgets == [5e11, 1e12, 2e12, 4e12]
+    assert plan.total_flops == pytest.approx(7 * (5e11 + 1e12 + 2e12 + 4e12))
+    ladder = [cl.count_params(c).total for c in cl.size_ladder()]
     for c, group in frame.groupby("budget_flops"):
         n = group["n_params"].to_numpy()
-        assert len(n) == 5 and np.all(n[1:] / n[:-1] >= 1.98)
-        guess = math.sqrt(c / (6 * 20))
-        assert n.min() < guess < n.max()
+        centre = 7e4 * (c / 1e12) ** 0.65
+        nearest = min(range(len(ladder)), key=lambda i: abs(math.log(ladder[i] / centre)))
+        first = max(0, nearest - 3)
+        assert list(n) == ladder[first:first + 7]  # 7 consecutive rungs, 3 each side unless at the bottom
         assert (group["steps"] >= sw.MIN_STEPS).all()
         assert group["batch_size"].nunique() == 1  # one batch per budget: a curve compares sizes only
     point = plan.points[7]
     assert point.tokens == pytest.approx(point.flops / cl.flops_per_token(point.config))
+
+
+def test_plan_centred_by_tokens_per_param_counts_flops_as_the_trainer_does():
+    plan = sw.isoflop_plan([1e12], 3, tokens_per_param=20)
+    middle = plan.points[1]
+    ladder = [cl.count_params(c).total for c in cl.size_ladder()]
+    cost = cl.ladder_flops_per_token()
+    ratio = [1e12 / cost(n) / n for n in ladder]  # tokens per parameter of each rung at 1e12 FLOPs
+    nearest = min(range(len(ladder)), key=lambda i: abs(math.log(ratio[i] / 20)))
+    assert middle.n_params == ladder[nearest]
 
 
 @pytest.mark.parametrize("kwargs, needle", [
@@ -53,6 +96,8 @@ def test_plan_brackets_the_guess_with_sizes_2x_apart():
     (dict(budgets="1e11"), "budgets"),
     (dict(budgets=[1e11], sizes_per_budget=2), "sizes_per_budget"),
     (dict(budgets=[1e11], tokens_per_param=0), "tokens_per_param"),
+    (dict(budgets=[1e11], n_opt=(1e4,)), "n_opt"),
+    (dict(budgets=[1e11], n_opt=(1e4, 0.5), tokens_per_param=20), "not both"),
     (dict(budgets=[1e11], batch_size=0), "batch_size"),
     (dict(budgets=[1e8]), "steps"),
 ])
@@ -117,13 +162,15 @@ def fake_sweep(law, noise=0.004, seed=0):
     """Runs on the real size ladder at 6 budgets, losses from `law` times log-normal noise, with val curves."""
     rng = np.random.default_rng(seed)
     runs = []
-    plan = sw.isoflop_plan(np.logspace(11, 13.5, 6), 7, tokens_per_param=float(law.tokens_per_param(1e12)))
+    plan = sw.isoflop_plan(np.logspace(11, 13.5, 6), 7,
+                           n_opt=lambda c: law.optimal(c, flops_per_token=cl.ladder_flops_per_token())[0])
     for i, p in enumerate(plan):
         fpt = cl.flops_per_token(p.config)
         tokens = np.linspace(0.1, 1.0, 10) * p.tokens
         losses = law.loss(p.n_params, tokens) * np.exp(rng.normal(0, noise, 10))
         runs.append(Run(run_id=f"r{i}", config=p.config, corpus="synthetic", corpus_fingerprint="x",
-                        budget={"kind": "flops", "value": p.flops}, hparams={}, tokens=int(p.tokens),
+                        budget={"kind": "flops", "value": p.flops}, tokens=int(p.tokens),
+                        hparams={"lr": cl.default_lr(p.config), "batch_size": p.batch_size, "seed": 0},
                         flops=p.tokens * fpt, val_curve=[[j, float(t), float(l)] for j, (t, l) in enumerate(zip(tokens, losses))],
                         final_val_loss=float(losses[-1]), entropy=3.0))
     return runs
@@ -166,7 +213,7 @@ def test_holdout_prediction_is_the_laws_best_ladder_shape():
     assert pred["config"] == best_cfg and pred["predicted_loss"] == pytest.approx(best_loss, rel=1e-12)
     assert pred["tokens"] == pytest.approx(4e13 / cl.flops_per_token(best_cfg))
     assert pred["batch_size"] == cl.batch_size_for(4e13, 128)
-    assert pred["n_opt_law"] == pytest.approx(TRUE.optimal(4e13)[0])
+    assert pred["n_opt_law"] == pytest.approx(TRUE.optimal(4e13, flops_per_token=cl.ladder_flops_per_token())[0], rel=1e-6)
     with pytest.raises(ValueError, match="flops"):
         holdout_prediction(TRUE, -1.0)
 

@@ -66,15 +66,17 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
                 continue
             if item is None:
                 return
-            cfg, flops, batch_size, members = item
-            common = dict(flops=flops, batch_size=batch_size, store=store, progress=False, **train_kwargs)
+            cfg, flops, batch_size, members, extra = item
+            common = dict(flops=flops, batch_size=batch_size, store=store, progress=False, **train_kwargs, **extra)
+            members = [(m[0], m[1], m[2] if len(m) > 2 else None) for m in members]  # (job, seed, lr or None)
             if len(members) == 1:
-                (index, seed), = members
-                trained = [train(ModelConfig(**cfg), corpus, seed=seed, callbacks=[Report(index)], **common)]
+                (index, seed, lr), = members
+                trained = [train(ModelConfig(**cfg), corpus, seed=seed, lr=lr, callbacks=[Report(index)], **common)]
             else:
-                trained = train_many(ModelConfig(**cfg), corpus, seeds=[seed for _, seed in members],
-                                     callbacks=[[Report(index)] for index, _ in members], **common)
-            for (index, _), run in zip(members, trained):
+                trained = train_many(ModelConfig(**cfg), corpus, seeds=[seed for _, seed, _ in members],
+                                     lrs=[lr for _, _, lr in members], callbacks=[[Report(m[0])] for m in members],
+                                     **common)
+            for (index, _, _), run in zip(members, trained):
                 results.put(("done", index, run.run_id, run.from_store))
             if any(run.status == "interrupted" for run in trained):
                 if os.getppid() != parent:  # nobody reads the results any more: do not wait to flush them
@@ -90,15 +92,16 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
 def run_parallel(tasks, corpus, store, workers: int, train_kwargs: dict, on_done, on_step=None, stop=None) -> bool:
     """Train `tasks` in `workers` processes; `on_done(job, run_id, from_store)` per finished run, `on_step(job,
     flops)` about twice a second per run in training. A task is (SweepPoint, [(job, seed), ...]): one run, or
-    several seeds of the point trained as one batched group.
+    several seeds of the point trained as one batched group; a member may be (job, seed, lr) to set its learning
+    rate, and a task may carry a third item, a dict of further `cl.train` arguments for all its members (beta2=).
 
     Returns True if the sweep was interrupted: KeyboardInterrupt in this process, or `stop` (an Event) set.
     Either way each worker gets a SIGINT, so its run in flight is stored marked "interrupted".
     """
     ctx = mp.get_context("spawn")  # fork would copy a live torch thread pool; spawn starts clean
     queue_in, results = ctx.Queue(), ctx.Queue()
-    for point, members in tasks:
-        queue_in.put((point.config.to_dict(), point.flops, point.batch_size, list(members)))
+    for point, members, *extra in tasks:
+        queue_in.put((point.config.to_dict(), point.flops, point.batch_size, list(members), extra[0] if extra else {}))
     for _ in range(workers):
         queue_in.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
@@ -106,7 +109,7 @@ def run_parallel(tasks, corpus, store, workers: int, train_kwargs: dict, on_done
                                                threads, train_kwargs), daemon=True) for _ in range(workers)]
     for proc in procs:
         proc.start()
-    remaining, interrupted, error = sum(len(members) for _, members in tasks), False, None
+    remaining, interrupted, error = sum(len(task[1]) for task in tasks), False, None
 
     def handle(message) -> None:
         nonlocal remaining, error

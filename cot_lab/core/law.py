@@ -3,6 +3,10 @@
     L(N, D) = E + A / N^alpha + B / D^beta        N parameters, D tokens, L nats/token
     C = k N D                                     training FLOPs, k = 6 (Kaplan et al. 2020 Sec. 2.1)
 
+The kit's own sweeps count C as the trainer does (Hoffmann et al. 2022 App. F, 1.3-1.6 x 6N on the ladder),
+so every step from C to (N, D) for its own models passes `flops_per_token=` (a function of N); 6ND stays
+for the published laws, which were fitted under it.
+
 In `core` because notebooks 01 (a budget's Chinchilla split), 02 (the fits), 04 (lifetime cost) and
 05 (wasted compute) all read a law. Sources: Hoffmann et al. 2022 (arXiv 2203.15556, "H22"), Besiroglu
 et al. 2024 (Epoch's replication, arXiv 2404.10102), Kaplan et al. 2020 (arXiv 2001.08361).
@@ -57,6 +61,8 @@ class ScalingLaw:
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict, compare=False)
     confidence: float | None = None
     standard_errors: dict[str, float] = field(default_factory=dict, compare=False)
+    n_bootstrap: int = field(default=0, compare=False)         # resamples behind `intervals`
+    n_bootstrap_failed: int = field(default=0, compare=False)  # of those, refits that found no solution
 
     def __post_init__(self):
         for name in PARAMS:
@@ -86,21 +92,45 @@ class ScalingLaw:
         out = self.E + self.A / N**self.alpha + self.B / D**self.beta
         return float(out) if out.ndim == 0 else out
 
-    def optimal(self, C, flops_per_token_per_param: float = 6.0):
-        """Compute-optimal (N_opt parameters, D_opt tokens) for C training FLOPs, with C = k N D (H22 eq. 4, k=6)."""
+    def optimal(self, C, flops_per_token_per_param: float = 6.0, *, flops_per_token=None):
+        """Compute-optimal (N_opt parameters, D_opt tokens) for C training FLOPs.
+
+        By default C = k N D with k = `flops_per_token_per_param` (6: the convention of the published laws,
+        H22 eq. 4, closed form). `flops_per_token`, a function of N (FLOPs per training token, e.g.
+        `cl.ladder_flops_per_token()`, the trainer's own count along the size ladder), counts C as the
+        trainer does instead: D = C / flops_per_token(N), and N_opt minimises L(N, C / flops_per_token(N))
+        (no closed form: a bounded 1-D minimisation in log N). Either way the returned pair costs C exactly.
+        """
         C = positive_array("C", C, "training FLOPs")
-        k = check_flops_per_token_per_param(flops_per_token_per_param)
-        n = self.G * (C / k) ** self.a
-        d = (C / k) / n  # = G^-1 (C/k)^b, and keeps k N D == C exactly
+        if flops_per_token is None:
+            k = check_flops_per_token_per_param(flops_per_token_per_param)
+            n = self.G * (C / k) ** self.a
+            d = (C / k) / n  # = G^-1 (C/k)^b, and keeps k N D == C exactly
+        else:
+            if not callable(flops_per_token):
+                raise ValueError("flops_per_token must be a function of N (parameters) returning training FLOPs per "
+                                 f"token, e.g. cl.ladder_flops_per_token(); got {type(flops_per_token).__name__}")
+            n = np.array([self._optimal_n(float(c), flops_per_token) for c in C.ravel()]).reshape(C.shape)
+            d = C / np.vectorize(lambda x: float(flops_per_token(x)))(n)
         return (float(n), float(d)) if n.ndim == 0 else (n, d)
 
-    def optimal_loss(self, C, flops_per_token_per_param: float = 6.0):
-        """Loss in nats/token of the compute-optimal model at C training FLOPs."""
-        return self.loss(*self.optimal(C, flops_per_token_per_param))
+    def _optimal_n(self, C: float, flops_per_token) -> float:
+        from scipy.optimize import minimize_scalar
 
-    def tokens_per_param(self, C, flops_per_token_per_param: float = 6.0):
+        k0 = float(flops_per_token(1e5)) / 1e5  # the count's FLOPs per token per parameter near the ladder's middle
+        guess = np.log(self.G * (C / k0) ** self.a)
+        res = minimize_scalar(lambda x: self.E + self.A * np.exp(-self.alpha * x)
+                              + self.B * (C / float(flops_per_token(np.exp(x)))) ** -self.beta,
+                              bounds=(guess - 6.0, guess + 6.0), method="bounded", options={"xatol": 1e-7})
+        return float(np.exp(res.x))
+
+    def optimal_loss(self, C, flops_per_token_per_param: float = 6.0, *, flops_per_token=None):
+        """Loss in nats/token of the compute-optimal model at C training FLOPs (counted as `optimal` says)."""
+        return self.loss(*self.optimal(C, flops_per_token_per_param, flops_per_token=flops_per_token))
+
+    def tokens_per_param(self, C, flops_per_token_per_param: float = 6.0, *, flops_per_token=None):
         """Compute-optimal D_opt / N_opt (tokens per parameter) at C training FLOPs."""
-        n, d = self.optimal(C, flops_per_token_per_param)
+        n, d = self.optimal(C, flops_per_token_per_param, flops_per_token=flops_per_token)
         return d / n
 
 

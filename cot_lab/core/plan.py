@@ -14,7 +14,7 @@ from cot_lab.core.accounting import flops_per_token
 from cot_lab.core.config import ModelConfig
 from cot_lab.core.device import autocast_dtype, precision_name, resolve_device
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES
-from cot_lab.core.recipe import default_lr
+from cot_lab.core.recipe import BETA2, default_lr
 from cot_lab.core.runs import NOT_KEYED, run_key
 from cot_lab.core.validate import fraction, integer, number
 from cot_lab.data.base import Corpus
@@ -65,6 +65,7 @@ class RunPlan:
 def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, tokens: float | None = None,
              seconds: float | None = None, seed: int = 0, batch_size: int = 16, lr: float | None = None,
              warmup: float = 0.05, min_lr_ratio: float = 0.1, weight_decay: float = 0.1, grad_clip: float = 1.0,
+             beta2: float | None = None,
              device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
              micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
              init_fingerprint: str | None = None) -> RunPlan:
@@ -88,6 +89,7 @@ def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, to
     if micro_batch_size is not None:
         micro_batch_size = integer("micro_batch_size", micro_batch_size, high=batch_size)
     lr = default_lr(cfg) if lr is None else number("lr", lr, high=1.0, high_open=True, hint="e.g. 1e-3")
+    beta2 = BETA2 if beta2 is None else number("beta2", beta2, high=1.0, high_open=True, hint="AdamW's beta2, e.g. 0.95 or 0.99")
     warmup = fraction("warmup", warmup, hint="a fraction of the budget, e.g. 0.05")
     min_lr_ratio = number("min_lr_ratio", min_lr_ratio, low=0.0, low_open=False, high=1.0)
     if compile not in (True, False, "auto"):
@@ -110,7 +112,8 @@ def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, to
             )
     hparams = dict(attention=_training_attention(dev, amp_dtype, cfg), compiled=_use_compile(compile, dev, budget_flops, value),
                    seed=seed, batch_size=batch_size, lr=lr, warmup=warmup, min_lr_ratio=min_lr_ratio,
-                   weight_decay=weight_decay, grad_clip=grad_clip, eval_sequences=eval_sequences)
+                   weight_decay=weight_decay, grad_clip=grad_clip, beta2=beta2, decay_embeddings=False,
+                   eval_sequences=eval_sequences)
     if init_fingerprint is not None:  # fine-tuning: the starting weights decide the result too
         hparams["init"] = init_fingerprint
     if micro_batch_size is not None:

@@ -31,11 +31,16 @@ class Profile:
     seq_len: int = 128       # tokens of context per sequence
     eval_sequences: int = 128  # validation rows behind every evaluation
     corpus: str = "synthetic"
-    # IsoFLOP sweep (notebook 02, `cot-lab sweep`): budgets in FLOPs, sizes per budget, and the guess of the
-    # optimal tokens per parameter that centres the sizes; the held-out budget is holdout_factor x the largest.
+    # IsoFLOP sweep (notebook 02, `cot-lab sweep`): budgets in FLOPs, ladder sizes per budget, seeds per point,
+    # its corpus, and where each budget's sizes are centred: sweep_centre = (N_opt at 1e12 FLOPs, exponent a)
+    # from a pilot, else the N with sweep_tokens_per_param tokens per parameter. The held-out budget is
+    # holdout_factor x the largest, trained with as many seeds.
     sweep_budgets: tuple = (3e10, 1e11, 3e11, 1e12)
-    sweep_sizes: int = 5
+    sweep_sizes: int = 7
     sweep_tokens_per_param: float = 20.0
+    sweep_centre: tuple | None = None
+    sweep_seeds: tuple = (0, 1)
+    sweep_corpus: str = "synthetic-v3"
     holdout_factor: float = 4.0
 
     def __post_init__(self):
@@ -62,9 +67,13 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", params=3e4, params_min=1e4, params_max=3e5,
                      flops=4e9, flops_min=1e9, flops_max=1e11, batch_size=16, seq_len=64, eval_sequences=32,
-                     sweep_budgets=(3e9, 1e10, 3e10), sweep_sizes=3, sweep_tokens_per_param=10.0),
+                     sweep_budgets=(3e9, 1e10, 3e10), sweep_sizes=3, sweep_tokens_per_param=10.0, sweep_seeds=(0,)),
+    # The laptop sweep: centred from the language pilot (`cot_lab.scaling.pilot.pilot_centre()`: H22 Approach 2 on the
+    # shipped synthetic-v3 pilot gives N_opt = 69.5K at 1e12 FLOPs, exponent 0.653); budgets from 5e11, where the
+    # optimum (~45K) has two ladder rungs below it (14.9K, 33K).
     "laptop": Profile("laptop", params=2e5, params_min=2e4, params_max=1e7,
-                      flops=1e12, flops_min=1e10, flops_max=1e14, batch_size=16, seq_len=128, eval_sequences=128),
+                      flops=1e12, flops_min=1e10, flops_max=1e14, batch_size=16, seq_len=128, eval_sequences=128,
+                      sweep_budgets=(5e11, 1e12, 2e12, 4e12), sweep_sizes=7, sweep_centre=(69530.7, 0.6532)),
     "gpu": Profile("gpu", params=3e6, params_min=1e5, params_max=1e8,
                    flops=1e15, flops_min=1e12, flops_max=1e17, batch_size=32, seq_len=256, eval_sequences=256,
                    sweep_budgets=(1e14, 3e14, 1e15, 3e15, 1e16), sweep_sizes=7),

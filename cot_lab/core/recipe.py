@@ -14,6 +14,9 @@ import torch
 from cot_lab.core.config import ModelConfig
 
 
+BETA2 = 0.95  # AdamW's second-moment decay; set from the recipe pilot (RECIPE_PILOT below)
+
+
 def default_lr(cfg: ModelConfig) -> float:
     """Peak learning rate for `cfg`: 3e-3 at d_model 128, scaled as 1/d_model (muP-style width rule), clipped to [3e-4, 1e-2]."""
     return min(1e-2, max(3e-4, 3e-3 * 128 / cfg.d_model))
@@ -27,15 +30,28 @@ def lr_at(progress: float, peak: float, warmup: float, min_ratio: float) -> floa
     return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * decay)))
 
 
-def make_optimizer(model, lr: float, weight_decay: float, device: torch.device):
-    # Decay matrices only: norms gains and embeddings-as-lookups are not regularised (nanoGPT's rule: dim >= 2).
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
+def decayed_parameters(model) -> tuple[list, list]:
+    """(decayed, not decayed): weight decay on the weight matrices of attention and MLP only.
+
+    Norm gains (1-D) and the token embedding (a lookup table, tied to the output head here) are not
+    decayed: decaying a row that a rare token seldom updates shrinks it toward zero between updates.
+    nanoGPT's rule (every tensor with dim >= 2) would decay the embedding, because it is a matrix.
+    """
+    embeddings = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (decay if p.dim() >= 2 and id(p) not in embeddings else no_decay).append(p)
+    return decay, no_decay
+
+
+def make_optimizer(model, lr: float, weight_decay: float, device: torch.device, beta2: float = BETA2):
+    """AdamW with betas (0.9, beta2), eps 1e-8, `weight_decay` on the matrices `decayed_parameters` picks."""
+    decay, no_decay = decayed_parameters(model)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     try:
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), eps=1e-8, fused=True)
     except (RuntimeError, TypeError):  # fused kernels are missing on some devices (e.g. older MPS builds)
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), eps=1e-8)
 
 
 # Batch rule: DeepSeek LLM (2024) fit B_opt = 0.2920 C^0.3271 tokens over 1e17-3e20 FLOPs. We keep their

@@ -74,7 +74,7 @@ def hardware_summary() -> dict:
 
 
 def save_results(out: str | os.PathLike, runs: list[Run], holdout: dict, *, profile: str, plan: dict,
-                 sweep_wall_s: float, sweep_train_s: float) -> Path:
+                 sweep_wall_s: float, sweep_train_s: float, **extra) -> Path:
     """Write runs.json, holdout.json and manifest.json (with sha256 of each file) into `out`; returns the folder."""
     from cot_lab.core.training import versions
 
@@ -83,10 +83,10 @@ def save_results(out: str | os.PathLike, runs: list[Run], holdout: dict, *, prof
     # write_json: atomic, and the bytes json.dumps(obj, indent=1, sort_keys=True) + "\n" (NaN allowed, json's
     # default) that the shipped sets were written with: the manifest's sha256 checksums depend on them.
     write_json(folder / "runs.json", [shipped_record(r) for r in runs])
-    write_json(folder / "holdout.json", {**holdout, "run": shipped_record(holdout["run"])})
+    write_json(folder / "holdout.json", {**holdout, "runs": [shipped_record(r) for r in holdout["runs"]]})
     manifest = dict(
         profile=profile, created_at=now_iso(), versions=versions(), hardware=hardware_summary(), plan=plan,
-        sweep_wall_s=sweep_wall_s, sweep_train_s=sweep_train_s,
+        sweep_wall_s=sweep_wall_s, sweep_train_s=sweep_train_s, **extra,
         runs=[dict(run_id=r.run_id, config_hash=config_hash(r), n_params=r.n_params, budget_flops=r.budget["value"],
                    status=r.status, device_name=r.device_name, precision=r.precision) for r in runs],
         files={name: sha256_file(folder / name) for name in FILES},
@@ -98,8 +98,9 @@ def save_results(out: str | os.PathLike, runs: list[Run], holdout: dict, *, prof
 def load_results(profile: str = "laptop", root: str | os.PathLike | None = None) -> dict:
     """The shipped result set: {"runs": [Run], "holdout": dict, "manifest": dict}, sha256-checked against the manifest.
 
-    holdout = {"prediction": the law's pick and predicted loss, "run": the Run trained at that budget,
-    "relative_error": measured / predicted - 1, "fitted_law": the Approach 3 parameters used}.
+    holdout = {"prediction": the law's pick and predicted loss, "runs": the Runs trained at that budget (one per
+    seed), "loss": their mean final loss, "relative_error": loss / predicted - 1, "fitted_law": the Approach 3
+    parameters used}.
     """
     if not isinstance(profile, str) or not profile:
         raise ValueError(f"profile={profile!r} must be a profile name such as 'laptop' or 'smoke'")
@@ -118,6 +119,7 @@ def load_results(profile: str = "laptop", root: str | os.PathLike | None = None)
     for run in runs:
         run.from_store = True
     holdout = json.loads((folder / "holdout.json").read_text())
-    holdout["run"] = Run.from_record(holdout["run"])
-    holdout["run"].from_store = True
+    holdout["runs"] = [Run.from_record(r) for r in holdout["runs"]]
+    for run in holdout["runs"]:
+        run.from_store = True
     return {"runs": runs, "holdout": holdout, "manifest": manifest}

@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
+
 from cot_lab.core import validate
 from cot_lab.core.accounting import count_params
 from cot_lab.core.config import ModelConfig
@@ -42,40 +44,60 @@ def preset(n_params: float, *, vocab_size: int = 512, seq_len: int = 128, arch: 
     return best
 
 
-@functools.lru_cache(maxsize=8)
-def size_ladder(seq_len: int = 128, vocab_size: int = 512, rungs: int = 12) -> tuple[ModelConfig, ...]:
-    """Model shapes from the smallest (d_model 8, 1 layer, one head) upward, each ~2x (at least 1.98x) the last.
+HEAD_DIM = 8        # every rung's head size: a fixed head size keeps attention alike along the ladder
+MIN_LAYERS = 2      # one layer cannot form an induction head (copying a name needs two attention layers)
+ASPECT = 8          # d_model / n_layer of every rung
 
-    Width and depth never shrink from one rung to the next, so a sweep's sizes differ in scale, not in
-    kind; among shapes that qualify, the one nearest 2x wins, with a small pull toward d_model/n_layer = 32
-    (Kaplan et al. 2020 Fig. 5: loss is nearly flat in aspect ratio). Head size 8 at d_model 8, 16 below 128,
-    else 32. The 5K-parameter d_model-8 model is mostly its embedding table; it is there because at 1e11
-    FLOPs the optimum sits near 20K parameters and a curve needs a point on each side of its minimum.
+
+@functools.lru_cache(maxsize=8)
+def size_ladder(seq_len: int = 128, vocab_size: int = 512, rungs: int = 24) -> tuple[ModelConfig, ...]:
+    """A like-for-like ladder of model shapes, smallest first: only the size changes from rung to rung.
+
+    Rung i has n_layer = i + 2, d_model = 8 n_layer and heads of size 8, so the aspect ratio d_model / n_layer
+    is 8 on every rung and width and depth grow together: 14.9K, 33K, 67K, 120K, 191K, 296K, 435K, ...
+    parameters at vocabulary 512 (neighbours 2.2x apart at the bottom, 1.3x at 1M). Kaplan et al. 2020
+    (arXiv 2001.08361, Fig. 5) find loss nearly flat in aspect ratio over a wide range, so one fixed aspect
+    keeps shape out of the size axis; two layers at least, because one cannot form an induction head.
+    At small sizes the embedding table is much of the model (55% of the 14.9K rung, 10% at 300K), which
+    is why the fits report non-embedding parameters too (Pearce & Song 2024, arXiv 2406.12907).
     """
-    shapes = []
-    for d_model in (8, *range(16, 2049, 16)):
-        head_dim = 8 if d_model == 8 else 16 if d_model < 128 else 32
-        if d_model % head_dim:
-            continue
-        for n_layer in range(1, 33):
-            cfg = ModelConfig(d_model=d_model, n_layer=n_layer, n_head=d_model // head_dim, vocab_size=vocab_size,
-                              seq_len=seq_len)
-            shapes.append((count_params(cfg).total, cfg))
-    ladder = [min(shapes, key=lambda s: s[0])]
-    while len(ladder) < rungs:
-        n_prev, prev = ladder[-1]
-        bigger = [s for s in shapes if s[0] >= 1.98 * n_prev and s[1].d_model >= prev.d_model
-                  and s[1].n_layer >= prev.n_layer]
-        if not bigger:
-            break
-        ladder.append(min(bigger, key=lambda s: abs(math.log(s[0] / (2 * n_prev)))
-                          + 0.15 * abs(math.log(s[1].d_model / s[1].n_layer / 32))))
-    return tuple(cfg for _, cfg in ladder)
+    return tuple(ModelConfig(d_model=ASPECT * n_layer, n_layer=n_layer, n_head=ASPECT * n_layer // HEAD_DIM,
+                             vocab_size=vocab_size, seq_len=seq_len)
+                 for n_layer in range(MIN_LAYERS, MIN_LAYERS + rungs))
 
 
 def sizes_around(n_center: float, count: int, *, seq_len: int = 128, vocab_size: int = 512) -> list[ModelConfig]:
     """`count` consecutive ladder shapes centred on the rung nearest `n_center` parameters (shifted up at the bottom)."""
-    ladder = size_ladder(seq_len, vocab_size, max(12, count + 4))
+    ladder = size_ladder(seq_len, vocab_size)
     nearest = min(range(len(ladder)), key=lambda i: abs(math.log(count_params(ladder[i]).total / n_center)))
     first = min(max(0, nearest - count // 2), len(ladder) - count)
     return list(ladder[first:first + count])
+
+
+@functools.lru_cache(maxsize=8)
+def _ladder_costs(seq_len: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+    from cot_lab.core.accounting import flops_per_token
+
+    ladder = size_ladder(seq_len, vocab_size)
+    n = np.log([count_params(c).total for c in ladder])
+    per_param = np.log([flops_per_token(c) / count_params(c).total for c in ladder])
+    return n, per_param
+
+
+def ladder_flops_per_token(seq_len: int = 128, vocab_size: int = 512):
+    """The trainer's training FLOPs per token as a function of N (parameters) along `size_ladder`.
+
+    Exact at every rung (`flops_per_token(cfg)`, H22 App. F); between rungs the FLOPs per token per parameter
+    are interpolated linearly in log N, and held at the end rungs' values beyond them. This is the count a
+    law's `optimal(C, flops_per_token=...)` needs to turn C into (N, D) as the trainer spends it.
+    """
+    seq_len = validate.integer("seq_len", seq_len, hint="tokens of context, e.g. 128")
+    vocab_size = validate.integer("vocab_size", vocab_size, hint="e.g. 512")
+    log_n, log_per_param = _ladder_costs(seq_len, vocab_size)
+
+    def flops_per_token_of(n_params):
+        n = np.asarray(n_params, dtype=float)
+        out = n * np.exp(np.interp(np.log(n), log_n, log_per_param))
+        return float(out) if out.ndim == 0 else out
+    flops_per_token_of.__doc__ = f"Training FLOPs per token of an N-parameter ladder model (seq_len {seq_len}, vocab {vocab_size})."
+    return flops_per_token_of

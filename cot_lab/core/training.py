@@ -44,7 +44,7 @@ EVAL_ROWS_PER_CHUNK = 64  # validation rows per forward: large enough that per-o
 
 def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, tokens: float | None = None,
           seconds: float | None = None, seed: int = 0, batch_size: int = 16, lr: float | None = None,
-          warmup: float = 0.05, min_lr_ratio: float = 0.1, weight_decay: float = 0.1, grad_clip: float = 1.0,
+          warmup: float = 0.05, min_lr_ratio: float = 0.1, weight_decay: float = 0.1, grad_clip: float = 1.0, beta2: float | None = None,
           device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
           micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
           callbacks: list[Callback] | tuple = (), store: RunStore | None = None, progress: bool = True,
@@ -68,7 +68,7 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
             raise ValueError(f"init is a model of shape {init_cfg}, not cfg={cfg}; pass cfg=cl.config_of(init)")
         fingerprint = weights_fingerprint(init)
     plan = plan_run(cfg, corpus, flops=flops, tokens=tokens, seconds=seconds, seed=seed, batch_size=batch_size, lr=lr,
-                    warmup=warmup, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, grad_clip=grad_clip,
+                    warmup=warmup, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, grad_clip=grad_clip, beta2=beta2,
                     device=device, precision=precision, compile=compile, micro_batch_size=micro_batch_size,
                     eval_sequences=eval_sequences, init_fingerprint=fingerprint)
     callbacks = list(callbacks) + ([ProgressBar(f"{cfg.d_model}x{cfg.n_layer}")] if progress else [])
@@ -185,7 +185,7 @@ def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, c
         if hparams["compiled"]:
             loss_fn = torch.compile(loss_fn, dynamic=False)
         for m in members:
-            m.optimizer = make_optimizer(m.model, m.plan.hparams["lr"], hparams["weight_decay"], dev)
+            m.optimizer = make_optimizer(m.model, m.plan.hparams["lr"], hparams["weight_decay"], dev, hparams["beta2"])
             m.batches = corpus.train_batches(hparams["batch_size"], cfg.seq_len, m.plan.hparams["seed"])
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         val_rows = corpus.val_batch(hparams["eval_sequences"], cfg.seq_len)

@@ -25,14 +25,16 @@ def _group_budgets(C: np.ndarray) -> list[np.ndarray]:
     return groups
 
 
-def _parabolas(logN: np.ndarray, L: np.ndarray, groups: list[np.ndarray]):
+def _parabola_coefficients(logN: np.ndarray, L: np.ndarray, groups: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.polyfit(logN[g], L[g], 2) for g in groups]
+
+
+def _vertices(coefficients) -> np.ndarray:
     """Per budget: vertex log N, loss at the vertex, curvature; NaN vertex where the parabola is not convex."""
     out = []
-    for g in groups:
-        c2, c1, c0 = np.polyfit(logN[g], L[g], 2)
+    for c2, c1, c0 in coefficients:
         if c2 > 0:
-            v = -c1 / (2 * c2)
-            out.append((v, c0 - c1 * c1 / (4 * c2), c2))
+            out.append((-c1 / (2 * c2), c0 - c1 * c1 / (4 * c2), c2))
         else:
             out.append((np.nan, np.nan, c2))
     return np.array(out)
@@ -43,15 +45,22 @@ def _power_law(logC: np.ndarray, logN: np.ndarray) -> tuple[float, float]:
     return float(np.exp(logk)), float(a)
 
 
-def fit_isoflop_parabolas(N, C, L, *, flops_per_token_per_param: float = 6.0, include_extrapolated: bool = False,
-                          bootstrap: int = 0, seed: int = 0, confidence: float = 0.9) -> dict:
+def fit_isoflop_parabolas(N, C, L, *, flops_per_token_per_param: float = 6.0, flops_per_token=None,
+                          include_extrapolated: bool = False, bootstrap: int = 0, seed: int = 0,
+                          confidence: float = 0.9) -> dict:
     """H22 Approach 2: per FLOP budget, a parabola of loss (nats/token) in log N; then N_opt = k C^a.
 
-    Returns a dict of numpy arrays over budgets -- "C", "N_opt", "D_opt" (= C / (6 N_opt)), "L_opt",
-    "curvature", "n_points", "convex", "interior" (vertex within the sizes tried), "used" (in the power
-    law) -- and floats "k", "a", "b" (= 1 - a). With `bootstrap` > 0, points are resampled within each
-    budget and "a_interval" holds the `confidence` percentile interval of a ("n_bootstrap_failed" counts
-    resamples where a used budget lost its interior minimum or had too few distinct sizes).
+    Returns a dict of numpy arrays over budgets -- "C", "N_opt", "D_opt", "L_opt", "curvature", "n_points",
+    "convex", "interior" (vertex within the sizes tried), "used" (in the power law) -- and floats "k", "a",
+    "b" (= 1 - a). D_opt = C / flops_per_token(N_opt) when `flops_per_token` (a function of N, the count the
+    runs were budgeted with, e.g. `cl.ladder_flops_per_token()`) is given, else C / (k N_opt) with
+    k = `flops_per_token_per_param` (6: the published convention).
+
+    `bootstrap` > 0: a wild residual bootstrap within each budget (every point kept, its parabola value
+    plus its own residual with a random sign, scaled by sqrt(n / (n - 3))), so each budget's vertex moves
+    as much as its own scatter allows. "a_interval" is the `confidence` percentile interval of a over the
+    resamples that kept every used budget convex with its vertex inside the sizes tried; the others are
+    counted in "n_bootstrap_failed" (and reported by `SweepFit`), not hidden.
     """
     N, C, L = check_points(N, C, L)
     if int(bootstrap) != bootstrap or bootstrap < 0:
@@ -59,13 +68,16 @@ def fit_isoflop_parabolas(N, C, L, *, flops_per_token_per_param: float = 6.0, in
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), e.g. 0.9; got {confidence}")
     check_flops_per_token_per_param(flops_per_token_per_param)
+    if flops_per_token is not None and not callable(flops_per_token):
+        raise ValueError("flops_per_token must be a function of N (training FLOPs per token), e.g. cl.ladder_flops_per_token()")
     groups = _group_budgets(C)
     small = [float(C[g[0]]) for g in groups if len(np.unique(N[g])) < 3]
     if small:
         raise ValueError(f"C: each budget needs >= 3 distinct model sizes N for a parabola; budgets {small} have fewer")
     logN = np.log(N)
     budgets = np.array([C[g].mean() for g in groups])
-    fits = _parabolas(logN, L, groups)
+    coefficients = _parabola_coefficients(logN, L, groups)
+    fits = _vertices(coefficients)
     lo = np.array([logN[g].min() for g in groups])
     hi = np.array([logN[g].max() for g in groups])
     convex = np.isfinite(fits[:, 0])
@@ -77,19 +89,24 @@ def fit_isoflop_parabolas(N, C, L, *, flops_per_token_per_param: float = 6.0, in
                          "around the minimum, or pass include_extrapolated=True")
     n_opt = np.exp(fits[:, 0])
     k, a = _power_law(np.log(budgets[used]), fits[used, 0])
-    out = {"C": budgets, "N_opt": n_opt, "D_opt": budgets / (flops_per_token_per_param * n_opt), "L_opt": fits[:, 1],
+    per_token = (np.array([float(flops_per_token(n)) if np.isfinite(n) else np.nan for n in n_opt])
+                 if flops_per_token is not None else flops_per_token_per_param * n_opt)
+    out = {"C": budgets, "N_opt": n_opt, "D_opt": budgets / per_token, "L_opt": fits[:, 1],
            "curvature": fits[:, 2], "n_points": np.array([len(g) for g in groups]), "convex": convex,
            "interior": interior, "used": used, "k": k, "a": a, "b": 1.0 - a}
     if bootstrap:
         rng = np.random.default_rng(seed)
-        used_groups = [g for g, u in zip(groups, used) if u]
+        used_idx = np.flatnonzero(used)
+        fitted = {i: np.polyval(coefficients[i], logN[groups[i]]) for i in used_idx}
+        resid = {i: (L[groups[i]] - fitted[i]) * np.sqrt(len(groups[i]) / max(1, len(groups[i]) - 3)) for i in used_idx}
         exps, failed = [], 0
         for _ in range(int(bootstrap)):
-            rs = [rng.choice(g, len(g)) for g in used_groups]
-            if any(len(np.unique(N[g])) < 3 for g in rs):
-                failed += 1
-                continue
-            v = _parabolas(logN, L, rs)[:, 0]
+            v = []
+            for i in used_idx:
+                g = groups[i]
+                sample = fitted[i] + resid[i] * rng.choice((-1.0, 1.0), len(g))
+                v.append(_vertices([np.polyfit(logN[g], sample, 2)])[0, 0])
+            v = np.array(v)
             ok = np.isfinite(v) & (include_extrapolated | ((v >= lo[used]) & (v <= hi[used])))
             if not ok.all():
                 failed += 1
@@ -97,6 +114,7 @@ def fit_isoflop_parabolas(N, C, L, *, flops_per_token_per_param: float = 6.0, in
             exps.append(_power_law(np.log(budgets[used]), v)[1])
         tail = 50.0 * (1.0 - confidence)
         out["a_interval"] = tuple(float(q) for q in np.percentile(exps, [tail, 100 - tail])) if exps else (np.nan, np.nan)
+        out["n_bootstrap"] = int(bootstrap)
         out["n_bootstrap_failed"] = failed
         out["confidence"] = confidence
     return out

@@ -47,6 +47,7 @@ class SizeAtBudgetPanel(Panel):
             raise ValueError(f"flops={flops:.3g} is too small for two model sizes of at least 30 steps; raise it")
         self.measured: list[Run] = []
         best = min(range(len(self.configs)), key=lambda i: self._predicted(self.configs[i]))
+        self.best = self.configs[best]  # the law's best shape at this budget, under the trainer's own FLOP count
         options = [(f"{human(count_params(c).total)} (d{c.d_model}×{c.n_layer})", i) for i, c in enumerate(self.configs)]
         self.slider = W.SelectionSlider(options=options, value=best, description="model size",
                                         continuous_update=True, layout=W.Layout(width="520px"),
@@ -85,7 +86,8 @@ class SizeAtBudgetPanel(Panel):
         self.readout.value = (
             f"C = {self.flops:.3g} FLOPs buys this model <b>{human(tokens)}</b> tokens "
             f"({tokens / n:.3g} tokens per parameter). The law predicts <b>{self._predicted(cfg):.4f}</b> nats/token; "
-            f"its optimum is N_opt ≈ {human(self.law.optimal(self.flops)[0])} parameters.{measured}")
+            f"its best size on this ladder is <b>{human(count_params(self.best).total)}</b> "
+            f"(FLOPs counted as the trainer counts them, not 6ND).{measured}")
         fig = size_at_budget(self.law, self.flops, [count_params(c).total for c in self.configs],
                              [self.flops / flops_per_token(c) for c in self.configs], chosen=n,
                              measured=self.measured, floor=self.floor)

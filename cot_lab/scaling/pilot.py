@@ -181,6 +181,19 @@ def pilot_checks(pilot: dict) -> dict:
                 extension_gain=best[-1] - pilot["extension"]["final_val_loss"] if pilot["extension"] else math.nan)
 
 
+def pilot_centre(pilot: dict) -> tuple[float, float]:
+    """(N_opt at 1e12 FLOPs, exponent a) from H22 Approach 2 on a pilot's seed-mean points: where a sweep centres its sizes.
+
+    Only budgets whose parabola has its minimum inside the sizes tried enter (on the shipped synthetic-v3 pilot:
+    1e11 and 1e12 FLOPs); the laptop profile's `sweep_centre` is this, from that pilot.
+    """
+    from cot_lab.scaling.isoflop import fit_isoflop_parabolas
+
+    points = pilot_frame(pilot).groupby(["budget", "n_params"]).loss.mean().reset_index()
+    fit = fit_isoflop_parabolas(points.n_params.to_numpy(float), points.budget.to_numpy(float), points.loss.to_numpy(float))
+    return float(fit["k"] * 1e12 ** fit["a"]), float(fit["a"])
+
+
 def skills_by_budget(pilot: dict):
     """The excess loss of each skill (nats/token) of the best run (seed 0) of each budget: a DataFrame budget x skill."""
     import pandas as pd

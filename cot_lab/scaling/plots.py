@@ -100,7 +100,7 @@ def frontier(fit, *, extend_to: float | None = None, reference_exponents=(("Chin
     law = fit.approach3
     c_lo, c_hi = min(fit.budgets), max(fit.budgets + [extend_to or 0.0])
     grid = np.geomspace(c_lo / 2, c_hi * 1.5, 100)
-    n3 = law.optimal(grid)[0]
+    n3 = fit.optimal(grid)[0]  # FLOPs counted as the runs were (the trainer's count), not 6ND
     lo3, hi3 = law.intervals.get("a", (np.nan, np.nan))
     ax.plot(grid, n3, "-", color="C2", linewidth=2,
             label=f"Approach 3 (fit): a = {law.a:.2f}" + (f" [{lo3:.2f}, {hi3:.2f}]" if np.isfinite(lo3) else ""))
@@ -117,7 +117,7 @@ def frontier(fit, *, extend_to: float | None = None, reference_exponents=(("Chin
         ax.plot(a1["C"], a1["N"], "-", color="C0", alpha=0.5, drawstyle="steps-post",
                 label=f"Approach 1 (envelope of curves): a = {a1['a']:.2f}")
     mid = float(np.sqrt(grid[0] * grid[-1]))
-    n_mid = float(law.optimal(mid)[0])
+    n_mid = float(fit.optimal(mid)[0])
     for i, (name, a) in enumerate(reference_exponents):
         ax.plot(grid, n_mid * (grid / mid) ** a, ":", color=f"C{4 + i}", label=f"slope of {name}")
     _log_axes(ax, "training compute C (FLOPs)", "compute-optimal parameters N_opt",
@@ -179,19 +179,23 @@ def size_at_budget(law, flops: float, sizes, tokens, *, chosen: float | None = N
     return fig
 
 
-def prediction_check(law, runs, holdout_run=None, predicted: float | None = None) -> Figure:
-    """Measured against predicted loss for every fitted run, and the held-out run outside the fit (red)."""
+def prediction_check(law, runs, holdout_runs=(), predicted: float | None = None) -> Figure:
+    """Measured against predicted loss for every fitted run, and the held-out runs outside the fit (red stars: each
+    seed, and their mean)."""
     fig = Figure(figsize=(5.2, 4.6), layout="constrained")
     ax = fig.add_subplot()
     ok = [r for r in runs if r.status == "ok" and np.isfinite(r.final_val_loss)]
     pred = np.array([law.loss(r.n_params, r.tokens) for r in ok])
     meas = np.array([r.final_val_loss for r in ok])
     ax.plot(pred, meas, "o", color="C0", alpha=0.7, label="sweep runs (in the fit)")
-    if holdout_run is not None and predicted is not None:
-        ax.plot(predicted, holdout_run.final_val_loss, "*", color="C3", markersize=16, markeredgecolor="k",
-                label=f"held-out budget: {100 * (holdout_run.final_val_loss / predicted - 1):+.1f}%")
+    held = [r.final_val_loss for r in holdout_runs if r.status == "ok"]
+    if held and predicted is not None:
+        mean = float(np.mean(held))
+        ax.plot([predicted] * len(held), held, "x", color="C3", markersize=8, label="held-out budget: each seed")
+        ax.plot(predicted, mean, "*", color="C3", markersize=16, markeredgecolor="k",
+                label=f"held-out budget, mean of {len(held)}: {100 * (mean / predicted - 1):+.1f}%")
         pred = np.append(pred, predicted)
-        meas = np.append(meas, holdout_run.final_val_loss)
+        meas = np.append(meas, held)
     lo, hi = min(pred.min(), meas.min()), max(pred.max(), meas.max())
     line = np.array([lo, hi])
     ax.plot(line, line, "-", color="k", linewidth=0.8, label="perfect prediction")
@@ -225,4 +229,48 @@ def skills_by_budget(excess, *, title: str | None = None) -> Figure:
     ax.set_title(title or "Which skills each budget buys (best run of each budget)", fontsize=10)
     ax.grid(alpha=0.3)
     fig.legend(*ax.get_legend_handles_labels(), fontsize=7, loc="outside right upper")
+    return fig
+
+
+def recipe_pilot(pilot: dict) -> Figure:
+    """The recipe pilot: loss against learning rate at three widths for both beta2 (left), and per batch (right).
+
+    Each curve's best rate (the vertex of a parabola in log rate through its lowest three points) is a star."""
+    from cot_lab.scaling.recipe_pilot import SWEEP_BATCH, best_lr
+
+    fig = Figure(figsize=(10.5, 4.0), layout="constrained")
+    left, right = fig.subplots(1, 2, sharey=True)
+    rows = pilot["runs"]
+    widths = sorted({r["d_model"] for r in rows})
+    for i, d in enumerate(widths):
+        for b2, style in ((0.95, "--"), (0.99, "-")):
+            curve = sorted((r["lr"], r["final_val_loss"]) for r in rows
+                           if r["d_model"] == d and r["beta2"] == b2 and r["batch_size"] == SWEEP_BATCH)
+            if not curve:
+                continue
+            lrs, losses = zip(*curve)
+            n = next(r["n_params"] for r in rows if r["d_model"] == d)
+            left.plot(lrs, losses, style, marker="o", markersize=4, color=f"C{i}",
+                      label=f"d_model {d} ({n / 1e3:.0f}K), beta2 {b2}")
+            lr, loss, interior = best_lr(lrs, losses)
+            if interior:
+                left.plot(lr, loss, "*", color=f"C{i}", markersize=12, markeredgecolor="k")
+    batches = sorted({r["batch_size"] for r in rows})
+    best_b2 = max({r["beta2"] for r in rows if r["batch_size"] != SWEEP_BATCH} or {0.99})
+    width = next((r["d_model"] for r in rows if r["batch_size"] != SWEEP_BATCH), widths[len(widths) // 2])
+    for i, b in enumerate(batches):
+        curve = sorted((r["lr"], r["final_val_loss"]) for r in rows
+                       if r["batch_size"] == b and r["d_model"] == width and r["beta2"] == best_b2)
+        if len(curve) < 2:
+            continue
+        lrs, losses = zip(*curve)
+        right.plot(lrs, losses, "-", marker="o", markersize=4, color=f"C{i + 4}",
+                   label=f"{b} sequences ({b * 128} tokens) per step")
+        lr, loss, interior = best_lr(lrs, losses)
+        if interior:
+            right.plot(lr, loss, "*", color=f"C{i + 4}", markersize=12, markeredgecolor="k")
+    budget = pilot["budget"]
+    _log_axes(left, "peak learning rate", "final loss (nats/token)",
+              f"Learning rate by width, batch {SWEEP_BATCH} ({budget:.0e} FLOPs)")
+    _log_axes(right, "peak learning rate", "", f"Batch, rate re-tuned (d_model {width}, beta2 {best_b2})")
     return fig

@@ -30,7 +30,7 @@ MIN_STEPS = 30  # fewer optimizer steps than this and warmup plus cosine is not 
 
 @dataclass(frozen=True)
 class SweepPoint:
-    """One planned run: a model shape trained for `flops` training FLOPs (Chinchilla count)."""
+    """One planned run: a model shape trained for `flops` training FLOPs (the trainer's count, H22 App. F)."""
 
     flops: float
     config: ModelConfig
@@ -80,15 +80,44 @@ class SweepPlan:
                              for p in self.points])
 
 
-def isoflop_plan(budgets, sizes_per_budget: int = 5, *, tokens_per_param: float = 20.0,
-                 seq_len: int = 128, vocab_size: int = 512, batch_size: int | None = None) -> SweepPlan:
-    """Plan an IsoFLOP sweep: at each budget (FLOPs), `sizes_per_budget` consecutive `size_ladder` shapes (~2x apart).
+def _centre_function(n_opt, tokens_per_param, seq_len: int, vocab_size: int):
+    """C -> the N a budget's sizes are centred on: `n_opt` (a function, or an (N at 1e12 FLOPs, exponent) pair),
+    else the N whose tokens per parameter, counted as the trainer counts FLOPs, is `tokens_per_param`."""
+    from scipy.optimize import brentq
 
-    The sizes are centred on the N whose tokens-per-parameter ratio is `tokens_per_param`
-    (C = 6 N D with D = tokens_per_param * N), the guess of where the optimum lies; 5 sizes ~2x apart
-    span ~16x or more, so the minimum stays inside even when the guess is off by 4x either way.
-    batch_size (sequences per step) None takes `batch_size_for(budget)`; the learning rate is the
-    trainer's width rule `cl.default_lr`. Every run must get at least MIN_STEPS optimizer steps.
+    from cot_lab.core.shapes import ladder_flops_per_token
+
+    if n_opt is not None and tokens_per_param is not None:
+        raise ValueError("give n_opt= or tokens_per_param=, not both: each says where a budget's sizes are centred")
+    if n_opt is not None:
+        if callable(n_opt):
+            return n_opt
+        try:
+            n_at_1e12, exponent = (float(v) for v in n_opt)
+        except (TypeError, ValueError):
+            raise ValueError(f"n_opt={n_opt!r} must be a function of C or a pair (N_opt at 1e12 FLOPs, exponent a), "
+                             "e.g. (7e4, 0.65)") from None
+        validate.number("n_opt[0]", n_at_1e12, hint="parameters at 1e12 FLOPs, e.g. 7e4")
+        validate.number("n_opt[1]", exponent, high=1.0, hint="the exponent a of N_opt ~ C^a, e.g. 0.5")
+        return lambda C: n_at_1e12 * (C / 1e12) ** exponent
+    tokens_per_param = validate.number("tokens_per_param", 20.0 if tokens_per_param is None else tokens_per_param,
+                                       hint="e.g. 20")
+    cost = ladder_flops_per_token(seq_len, vocab_size)
+    # tokens/param = C / (cost(N) N), falling in N: the root in log N
+    return lambda C: math.exp(brentq(lambda x: math.log(C / (cost(math.exp(x)) * math.exp(x)) / tokens_per_param),
+                                     math.log(1e2), math.log(1e12)))
+
+
+def isoflop_plan(budgets, sizes_per_budget: int = 7, *, n_opt=None, tokens_per_param: float | None = None,
+                 seq_len: int = 128, vocab_size: int = 512, batch_size: int | None = None) -> SweepPlan:
+    """Plan an IsoFLOP sweep: at each budget (FLOPs), `sizes_per_budget` consecutive `size_ladder` shapes.
+
+    The sizes are centred on the rung nearest the predicted optimum: `n_opt` (a function of C, or a pair
+    (N_opt at 1e12 FLOPs, exponent a) from a pilot), else the N whose tokens per parameter is
+    `tokens_per_param` (default 20) with FLOPs counted as the trainer counts them (`cl.ladder_flops_per_token`,
+    not 6ND). Near the bottom of the ladder the window shifts up. batch_size (sequences per step) None takes
+    `batch_size_for(budget)`; the learning rate is the trainer's `cl.default_lr`. Every run must get at least
+    MIN_STEPS optimizer steps.
     """
     if isinstance(budgets, (str, bytes)) or not hasattr(budgets, "__iter__"):
         raise ValueError(f"budgets={budgets!r} must be a list of FLOP budgets, e.g. [1e11, 1e12]")
@@ -97,21 +126,20 @@ def isoflop_plan(budgets, sizes_per_budget: int = 5, *, tokens_per_param: float 
     if not budgets or len(set(budgets)) != len(budgets):
         raise ValueError(f"budgets={budgets!r} must be a non-empty list of distinct FLOP budgets")
     sizes_per_budget = validate.integer("sizes_per_budget", sizes_per_budget, low=3, hint="a parabola needs 3 points")
-    tokens_per_param = validate.number("tokens_per_param", tokens_per_param, hint="e.g. 20")
     if batch_size is not None:
         batch_size = validate.integer("batch_size", batch_size, hint="sequences per step, or None for the budget rule")
+    centre = _centre_function(n_opt, tokens_per_param, seq_len, vocab_size)
     points = []
     for budget in sorted(budgets):
         batch = batch_size or batch_size_for(budget, seq_len)
-        n_center = math.sqrt(budget / (6.0 * tokens_per_param))
-        for cfg in sizes_around(n_center, sizes_per_budget, seq_len=seq_len, vocab_size=vocab_size):
+        for cfg in sizes_around(centre(budget), sizes_per_budget, seq_len=seq_len, vocab_size=vocab_size):
             point = SweepPoint(budget, cfg, batch)
             steps = point.tokens / (batch * seq_len)
             if steps < MIN_STEPS:
                 raise ValueError(
                     f"budgets: {budget:.3g} FLOPs buys only {steps:.0f} steps of batch_size={batch} x "
-                    f"seq_len={seq_len} for the {point.n_params:,}-parameter model; raise the budget, lower "
-                    f"tokens_per_param below {tokens_per_param:g} or lower batch_size (need {MIN_STEPS} steps)")
+                    f"seq_len={seq_len} for the {point.n_params:,}-parameter model; raise the budget, centre the "
+                    f"sizes lower (n_opt= or tokens_per_param=) or lower batch_size (need {MIN_STEPS} steps)")
             points.append(point)
     return SweepPlan(points)
 
@@ -121,8 +149,9 @@ def profile_plan(profile=None, corpus: Corpus | None = None) -> SweepPlan:
     from cot_lab.core.profiles import profile as get_profile
 
     p = get_profile(profile)
-    return isoflop_plan(p.sweep_budgets, p.sweep_sizes, tokens_per_param=p.sweep_tokens_per_param, seq_len=p.seq_len,
-                        vocab_size=corpus.vocab_size if corpus is not None else 512)
+    centre = dict(n_opt=p.sweep_centre) if p.sweep_centre else dict(tokens_per_param=p.sweep_tokens_per_param)
+    return isoflop_plan(p.sweep_budgets, p.sweep_sizes, seq_len=p.seq_len,
+                        vocab_size=corpus.vocab_size if corpus is not None else 512, **centre)
 
 
 class _SweepProgress:
