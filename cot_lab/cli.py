@@ -196,14 +196,19 @@ def _sweep(args) -> int:
 def _print_fit(fit) -> None:
     law = fit.approach3
     iv = law.intervals
-    print(f"Approach 3 (n={fit.n_runs}): L = {law.E:.3f} + {law.A:.4g}/N^{law.alpha:.3f} + {law.B:.4g}/D^{law.beta:.3f}")
+    print(f"Approach 3 (n={len(fit.points)} points from {fit.n_runs} runs, N = {fit.parameters} parameters): "
+          f"L = {law.E:.3f} + {law.A:.4g}/N^{law.alpha:.3f} + {law.B:.4g}/D^{law.beta:.3f}")
     for name in ("E", "alpha", "beta", "a"):
         value = getattr(law, name)
         low, high = iv.get(name, (float("nan"), float("nan")))
         print(f"  {name:<6} {value:.4f}   {100 * (law.confidence or 0):.0f}% interval ({low:.4f}, {high:.4f})")
+    if law.n_bootstrap:
+        print(f"  {law.n_bootstrap_failed} of {law.n_bootstrap} bootstrap refits failed; seed-to-seed spread of a run "
+              f"{fit.seed_sd:.4f} nats/token")
     ev = fit.e_versus_entropy()
     if ev["entropy"] is not None:
-        print(f"  true entropy of the corpus {ev['entropy']:.4f}: {'inside' if ev['inside'] else 'outside'} E's interval")
+        print(f"  floor of the corpus on the scored rows {ev['entropy']:.4f}: {'inside' if ev['inside'] else 'outside'} "
+              f"E's interval")
     _print_frame(fit.exponents())
     for note in fit.notes:
         print(note)
@@ -213,8 +218,10 @@ def _fit(args) -> int:
     from cot_lab.scaling.sweep_fit import fit_sweep, select_sweep
     from cot_lab.core.results import load_results
 
+    entropy = None
     if args.precomputed:
-        runs = load_results(args.precomputed)["runs"]
+        shipped = load_results(args.precomputed)
+        runs, entropy = shipped["runs"], shipped["manifest"].get("paired_entropy")
         where = f"--precomputed {args.precomputed}"
     else:
         store = _store(args.store, create=False)
@@ -229,7 +236,7 @@ def _fit(args) -> int:
             reasons[why] = reasons.get(why, 0) + 1
         print(f"left out {len(left)} run(s): " + "; ".join(f"{n} x {why}" for why, n in reasons.items()))
     try:
-        fit = fit_sweep(kept, bootstrap=args.bootstrap, select=False)
+        fit = fit_sweep(kept, bootstrap=args.bootstrap, select=False, entropy=entropy)
     except ValueError as error:
         raise CliError(f"{where}: {in_flag_terms(str(error), _flags_of(args))}") from None
     _print_fit(fit)

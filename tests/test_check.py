@@ -256,11 +256,31 @@ def test_scaling_exercise_checkers():
     assert scaling_checks.growth_answer(10.0).passed  # 100^0.5, by hand
     assert "is about 10x too large" in scaling_checks.growth_answer(100.0).verdict
     law = SimpleNamespace(loss=lambda n, d: 2.0 + 100 / n ** 0.5 + 100 / d ** 0.5)
-    prediction = {"n_params": 10_000, "tokens": 1e6}
-    assert scaling_checks.closing_loss_answer(3.1, law, prediction).passed  # 2 + 100/100 + 100/1000 = 3.1
-    near = scaling_checks.closing_loss_answer(3.11, law, prediction)
+    assert scaling_checks.closing_loss_answer(3.1, law, 10_000, 1e6).passed  # 2 + 100/100 + 100/1000 = 3.1
+    near = scaling_checks.closing_loss_answer(3.11, law, 10_000, 1e6)
     assert not near.passed and "too high by 0.01 nats/token (0.32% of the expected value)" in near.verdict
     assert near.verdict.endswith("within 0.2% of the expected value.")
+    # exercise 3: an interval (0.42, 0.61) contains 0.5 and excludes 0.73 (read by hand)
+    interval = SimpleNamespace(approach3=SimpleNamespace(intervals={"a": (0.42, 0.61)}))
+    assert scaling_checks.interval_answer(True, True, interval).passed
+    wrong = scaling_checks.interval_answer(True, False, interval)
+    assert not wrong.passed and "interval_excludes_kaplan" in wrong.verdict and "0.61" not in wrong.verdict
+    assert "Fill in interval_contains_chinchilla" in scaling_checks.interval_answer(None, True, interval).verdict
+    wide = SimpleNamespace(approach3=SimpleNamespace(intervals={"a": (0.3, 0.8)}))
+    assert scaling_checks.interval_answer(True, False, wide).passed
+
+
+def test_e_gap_checker_scores_the_floor_itself(synthetic):
+    from cot_lab.scaling import checks as scaling_checks
+
+    rows = synthetic.val_batch(8, 32).numpy()
+    # the floor by another road: -log of each next token's probability under the language's next-token
+    # distribution given its prefix (not corpus.score, which the checker uses), averaged over the rows
+    p = [synthetic.next_token_distribution(rows[:, :t])[np.arange(len(rows)), rows[:, t]] for t in range(1, 33)]
+    floor = float(np.mean(-np.log(p)))
+    fit = SimpleNamespace(approach3=SimpleNamespace(E=floor + 0.25))
+    assert scaling_checks.e_gap_answer(0.25, fit, synthetic, 8, 32).passed
+    assert not scaling_checks.e_gap_answer(0.26, fit, synthetic, 8, 32).passed
 
 
 def test_compress_exercise_checkers_measure_the_model_passed_in():

@@ -116,8 +116,8 @@ def test_fit_of_a_store_with_too_few_runs_says_which_store_and_what_it_holds(cap
     cl.RunStore(tmp_path / "store")
     assert main(["fit", "--store", str(tmp_path / "store"), "--corpus", "python-docs"]) == 2
     line = _error_line(capsys)
-    assert f"--store {tmp_path / 'store'} (0 of its 0 runs finished on --corpus python-docs with a FLOP budget)" in line
-    assert "need at least 5 finished runs" in line
+    assert f"--store {tmp_path / 'store'} (0 of its 0 runs on --corpus python-docs)" in line
+    assert "need at least 5 finished runs of one sweep" in line
 
 
 def test_in_flag_terms_names_only_whole_argument_names():
@@ -133,7 +133,7 @@ def test_sweep_fit_and_precompute_commands(tmp_path):
     first = _cli("sweep", *sweep_args, home=tmp_path)
     assert first.returncode == 0, first.stderr
     assert f"store  {tmp_path / 'store' / 'runs.sqlite'}: new, created by this command" in first.stdout
-    assert "sweep  profile=smoke: 6 runs, 2 budgets" in first.stdout
+    assert "sweep  profile=smoke corpus=synthetic-v3: 6 points x 1 seed(s), 2 budgets" in first.stdout
     store = cl.RunStore(tmp_path / "store")
     assert len(store) == 6 and all(r.status == "ok" for r in store.runs())
     again = _cli("sweep", *sweep_args, home=tmp_path)
@@ -148,19 +148,23 @@ def test_sweep_fit_and_precompute_commands(tmp_path):
     shipped = load_results("smoke", out)
     assert sorted(r.run_id for r in shipped["runs"]) == sorted(r.run_id for r in store.runs() if r.budget["value"] <= 1e10)
     holdout = shipped["holdout"]
-    assert holdout["run"].budget["value"] == 4e10  # the smoke profile's holdout_factor x the largest budget
-    assert holdout["relative_error"] == pytest.approx(holdout["run"].final_val_loss / holdout["prediction"]["predicted_loss"] - 1)
+    (held,) = holdout["runs"]  # one run per sweep seed: the smoke profile has one
+    assert held.budget["value"] == 4e10  # the smoke profile's holdout_factor x the largest budget
+    assert holdout["loss"] == held.final_val_loss
+    assert holdout["relative_error"] == pytest.approx(held.final_val_loss / holdout["prediction"]["predicted_loss"] - 1)
+    assert {r.hparams["seed"] for r in shipped["runs"]} == {held.hparams["seed"]} == {0}
+    assert shipped["manifest"]["paired_entropy"] > 0 and shipped["manifest"]["sweep_wall_s"] > 0
 
-    # the held-out run is trained with the sweep's seed (a second --seed on this tiny smoke sweep is too noisy to fit)
-    assert {r.hparams["seed"] for r in shipped["runs"]} == {holdout["run"].hparams["seed"]} == {0}
-
+    # the store now holds the held-out run too: fit leaves it out, and says so
     fitted = _cli("fit", "--store", str(tmp_path / "store"), "--bootstrap", "10", home=tmp_path)
     assert fitted.returncode == 0, fitted.stderr
-    assert "Approach 3 (n=" in fitted.stdout and "H22 Approach 2" in fitted.stdout
+    assert "fitting 6 runs of one sweep" in fitted.stdout
+    assert "left out 1 run(s): 1 x alone at 4e+10 FLOPs with fewer than 3 sizes" in fitted.stdout
+    assert "Approach 3 (n=6 points from 6 runs" in fitted.stdout and "H22 Approach 2" in fitted.stdout
 
 
 def test_fit_of_shipped_results_prints_exponents(tmp_path):
     result = _cli("fit", "--precomputed", "laptop", "--bootstrap", "20", home=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "true entropy of the corpus" in result.stdout
+    assert "floor of the corpus on the scored rows" in result.stdout
     assert "this sweep: Approach 3" in result.stdout

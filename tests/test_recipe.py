@@ -57,15 +57,17 @@ def test_recipe_pilot_has_every_run_it_promises(pilot):
     assert len(lr_part) == len(rp.WIDTHS) * len(rp.LRS) * len(rp.BETA2S)
     batch_part = [r for r in runs if r["batch_size"] != rp.SWEEP_BATCH]
     assert {r["batch_size"] for r in batch_part} == set(rp.BATCHES) - {rp.SWEEP_BATCH}
+    for batch in set(rp.BATCHES) - {rp.SWEEP_BATCH}:
+        assert len([r for r in batch_part if r["batch_size"] == batch]) >= 4  # its own rates, re-tuned
     assert all(r["beta2"] == recipe.BETA2 for r in batch_part)
     assert all(np.isfinite(r["final_val_loss"]) and r["final_val_loss"] > 2.98 for r in runs)
 
 
-def test_every_learning_rate_curve_of_the_sweep_batch_is_u_shaped(pilot):
+def test_every_learning_rate_curve_is_u_shaped(pilot):
     curves = rp.curves_frame(pilot["runs"])
-    sweep = curves[curves.batch_size == rp.SWEEP_BATCH]
-    assert len(sweep) == len(rp.WIDTHS) * len(rp.BETA2S)
-    assert sweep.interior.all(), sweep[["d_model", "beta2", "best_lr", "interior"]]
+    assert len(curves[curves.batch_size == rp.SWEEP_BATCH]) == len(rp.WIDTHS) * len(rp.BETA2S)
+    assert len(curves) == len(rp.WIDTHS) * len(rp.BETA2S) + len(rp.BATCHES) - 1
+    assert curves.interior.all(), curves[["d_model", "batch_size", "beta2", "best_lr", "interior"]]
 
 
 def test_recipe_constants_are_the_fit_of_the_shipped_pilot(pilot):

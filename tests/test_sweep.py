@@ -162,7 +162,7 @@ def fake_sweep(law, noise=0.004, seed=0):
     """Runs on the real size ladder at 6 budgets, losses from `law` times log-normal noise, with val curves."""
     rng = np.random.default_rng(seed)
     runs = []
-    plan = sw.isoflop_plan(np.logspace(11, 13.5, 6), 7,
+    plan = sw.isoflop_plan(np.logspace(12.5, 15, 6), 7,
                            n_opt=lambda c: law.optimal(c, flops_per_token=cl.ladder_flops_per_token())[0])
     for i, p in enumerate(plan):
         fpt = cl.flops_per_token(p.config)

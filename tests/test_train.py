@@ -10,7 +10,7 @@ import cot_lab.core.training as train_module  # noqa: F401  (the module, for mon
 TINY = dict(d_model=32, n_layer=2, n_head=2, seq_len=32)
 # Golden value: validation loss (nats/token) of the seeded tiny run below on the synthetic corpus,
 # fp32 on CPU. Any change to the model, data stream or recipe moves it.
-GOLDEN_VAL_LOSS = 4.3792
+GOLDEN_VAL_LOSS = 4.5599  # since the recipe pilot: beta2 0.99, its width rule (5.2e-3 at d_model 32), no decay on embeddings
 GOLDEN_TOLERANCE = 0.01  # different CPUs' fp32 kernels sum in different orders
 
 

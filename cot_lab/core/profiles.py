@@ -70,10 +70,11 @@ PROFILES: dict[str, Profile] = {
                      sweep_budgets=(3e9, 1e10, 3e10), sweep_sizes=3, sweep_tokens_per_param=10.0, sweep_seeds=(0,)),
     # The laptop sweep: centred from the language pilot (`cot_lab.scaling.pilot.pilot_centre()`: H22 Approach 2 on the
     # shipped synthetic-v3 pilot gives N_opt = 69.5K at 1e12 FLOPs, exponent 0.653); budgets from 5e11, where the
-    # optimum (~45K) has two ladder rungs below it (14.9K, 33K).
+    # optimum (~45K) has two ladder rungs below it (14.9K, 33K), to 2e12: three budgets, 7 sizes, 2 seeds and the
+    # 8e12 held-out pair are ~1e14 FLOPs, about an hour on two CPU cores.
     "laptop": Profile("laptop", params=2e5, params_min=2e4, params_max=1e7,
                       flops=1e12, flops_min=1e10, flops_max=1e14, batch_size=16, seq_len=128, eval_sequences=128,
-                      sweep_budgets=(5e11, 1e12, 2e12, 4e12), sweep_sizes=7, sweep_centre=(69530.7, 0.6532)),
+                      sweep_budgets=(5e11, 1e12, 2e12), sweep_sizes=7, sweep_centre=(69530.7, 0.6532)),
     "gpu": Profile("gpu", params=3e6, params_min=1e5, params_max=1e8,
                    flops=1e15, flops_min=1e12, flops_max=1e17, batch_size=32, seq_len=256, eval_sequences=256,
                    sweep_budgets=(1e14, 3e14, 1e15, 3e15, 1e16), sweep_sizes=7),

@@ -1,9 +1,10 @@
 """The training recipe: learning rate, its schedule, the optimizer and the batch size for a budget.
 
-The small-scale defaults of the field: AdamW with betas (0.9, 0.95), weight decay 0.1 and gradient
-clipping at 1.0 (nanoGPT's GPT-2 configuration, train_gpt2 config); linear warmup, then cosine decay
-to 10% of the peak over the run's own length (Hoffmann et al. 2022, arXiv 2203.15556, App. B: a
-cosine longer than the run hurts). Notebook 05 studies these rules; the trainer reads them from here.
+AdamW with betas (0.9, BETA2), weight decay 0.1 on the attention and MLP matrices only, gradient clipping at
+1.0; linear warmup over 5% of the run, then cosine decay to 10% of the peak over the run's own length
+(Hoffmann et al. 2022, arXiv 2203.15556, App. B: a cosine longer than the run hurts). The peak rate, beta2 and
+the batch constant are fitted to the recipe pilot (`cot_lab/scaling/recipe_pilot.py`, shipped as data, shown in
+notebook 02; tests/test_recipe.py refits them from it). Notebook 05 studies these rules; the trainer reads them here.
 """
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ import torch
 from cot_lab.core.config import ModelConfig
 
 
-BETA2 = 0.95  # AdamW's second-moment decay; set from the recipe pilot (RECIPE_PILOT below)
+# Fitted to the recipe pilot (`cot_lab/scaling/recipe_pilot.py`, shipped in precomputed/recipe-pilot/; a test
+# refits these from it): AdamW's beta2, and the peak learning rate lr = LR_AT_D32 (d_model / 32)^-LR_WIDTH_EXPONENT.
+BETA2 = 0.99
+LR_AT_D32 = 5.221e-3
+LR_WIDTH_EXPONENT = -0.5029  # negative: at a fixed budget the wider model takes fewer steps, which favour a higher rate
 
 
 def default_lr(cfg: ModelConfig) -> float:
-    """Peak learning rate for `cfg`: 3e-3 at d_model 128, scaled as 1/d_model (muP-style width rule), clipped to [3e-4, 1e-2]."""
-    return min(1e-2, max(3e-4, 3e-3 * 128 / cfg.d_model))
+    """Peak learning rate for `cfg`: LR_AT_D32 x (d_model / 32)^-LR_WIDTH_EXPONENT, the width rule fitted to the pilot."""
+    return LR_AT_D32 * (cfg.d_model / 32.0) ** -LR_WIDTH_EXPONENT
 
 
 def lr_at(progress: float, peak: float, warmup: float, min_ratio: float) -> float:
@@ -54,10 +59,11 @@ def make_optimizer(model, lr: float, weight_decay: float, device: torch.device, 
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), eps=1e-8)
 
 
-# Batch rule: DeepSeek LLM (2024) fit B_opt = 0.2920 C^0.3271 tokens over 1e17-3e20 FLOPs. We keep their
-# exponent and set the constant from pilot runs here: on the synthetic language, 2-4 sequences of 128
-# tokens per step beat 16 by 0.1-0.2 nats/token at 1e11-3e11 FLOPs (notebook 02 shows it), because these
-# budgets buy only a few thousand steps. Their constant would give 5-10x larger batches at our budgets.
+# Batch rule: DeepSeek LLM (Bi et al. 2024, arXiv 2401.02954, Sec. 3.1) fit B_opt = 0.2920 C^0.3271 tokens over
+# 1e17-3e20 FLOPs. We keep their exponent and set the constant from the recipe pilot: at 1e12 FLOPs (d_model 32,
+# beta2 0.99, each batch with its rate re-tuned) 4 sequences of 128 tokens tie with 2 and beat 8 and 16
+# (notebook 02, section 3), because these budgets buy only a few thousand steps. Their constant would give
+# 5-10x larger batches at our budgets.
 BATCH_EXPONENT = 0.3271
 BATCH_TOKENS_AT_1E11 = 256.0
 

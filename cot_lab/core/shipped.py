@@ -59,10 +59,10 @@ class ShippedSpec:
         return batch_size_for(self.flops, self.seq_len)
 
 
-# Both shapes are rungs of `size_ladder` (4 layers x d_model 32 is the 66,848-parameter rung at seq_len 128).
-# laptop-67k: the laptop IsoFLOP fit (precomputed/laptop, Approach 3) puts the compute-optimal size at 4e12
-# FLOPs near 81K parameters and ~100 tokens/parameter; this rung at 4e12 FLOPs trains on ~99 tokens/parameter
-# (a few minutes on one CPU thread). Two heads per layer, so "50% of the heads" is one whole head.
+# laptop-67k (4 layers x d_model 32, 66,848 parameters at seq_len 128, on the version-2 language with the recipe
+# of its time) was chosen near the compute-optimal size at 4e12 FLOPs of the laptop fit shipped then (~81K
+# parameters, ~100 tokens/parameter); at 4e12 FLOPs it trains on ~99 tokens/parameter (a few minutes on one CPU
+# thread). Two heads per layer, so "50% of the heads" is one whole head. It is notebook 03's model, not a sweep run.
 SPECS: dict[str, ShippedSpec] = {
     "laptop-67k": ShippedSpec(32, 4, 2, seq_len=128, flops=4e12, eval_sequences=128,
                               about="near compute-optimal at 4e12 FLOPs (~99 tokens/parameter), laptop seq_len"),

@@ -1,7 +1,7 @@
 """The budgeted trainer, the kit's one training loop: train a model under exactly one budget and return a Run.
 
-Budgets are FLOPs, tokens or wall seconds. The recipe comes from `core/recipe.py`: AdamW (beta2 0.95,
-weight decay 0.1, fused where the device has it), linear warmup then cosine decay to 10% of the peak
+Budgets are FLOPs, tokens or wall seconds. The recipe comes from `core/recipe.py`: AdamW (beta2 from the
+recipe pilot, weight decay 0.1 on the attention and MLP matrices, fused where the device has it), linear warmup then cosine decay to 10% of the peak
 learning rate (Hoffmann et al. 2022, arXiv 2203.15556, Sec. 3 and App. B), gradient clipping at 1.0, bf16
 autocast where the device runs it natively. The schedule is a function of the fraction of the budget
 spent, so a time budget gets a proper cosine too. Fine-tuning (`init=`) and recovery after pruning

@@ -132,18 +132,23 @@ class SweepButton(Panel):
     """A button that runs `plan` on `corpus` (resuming from the store) with Stop and one progress bar; `.result` holds the last SweepResult."""
 
     def __init__(self, plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *, eval_sequences: int = 128,
-                 workers: int | None = None, on_done=None):
+                 workers: int | None = None, seeds=(0,), on_done=None):
         if not isinstance(plan, SweepPlan):
             raise ValueError(f"plan must be a SweepPlan from cl.sweep.isoflop_plan(...) (got {type(plan).__name__})")
         self.plan, self.corpus, self.on_done = plan, corpus, on_done
+        self.seeds = [validate.integer("seeds[]", s, low=0) for s in seeds]
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds={seeds!r} must be a non-empty list of distinct seeds, e.g. (0, 1)")
+        n_runs = len(plan) * len(self.seeds)
         self.store = RunStore() if store is None else store
         self.eval_sequences = eval_sequences
         self.workers = default_workers() if workers is None else workers
         self.result: SweepResult | None = None
-        self.button = W.Button(description=f"Run the sweep ({len(plan)} runs)", icon="play", button_style="primary",
+        self.button = W.Button(description=f"Run the sweep ({n_runs} runs)", icon="play", button_style="primary",
                                layout=W.Layout(width="260px"))
         self.action = LongAction(self, self.button, name="sweep")
-        self.status = W.HTML(f"{len(plan)} runs, {plan.total_flops:.3g} FLOPs in all, {self.workers} at a time; "
+        self.status = W.HTML(f"{len(plan)} points x {len(self.seeds)} seed(s) = {n_runs} runs, "
+                             f"{plan.total_flops * len(self.seeds):.3g} FLOPs in all, {self.workers} at a time; "
                              "finished runs come from your store.")
         self.out = W.Output()  # tracebacks of unexpected errors
         self.details = self.out
@@ -157,15 +162,17 @@ class SweepButton(Panel):
 
     def expected_s(self) -> float:
         """Estimated seconds for the runs not yet in the store, `workers` at a time (from this machine's speed)."""
-        stored = stored_points(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences)
         speed = speed_for(self.store)
-        seconds = [speed(p.n_params).seconds(p.flops) for i, p in enumerate(self.plan.points) if i not in stored]
+        seconds = []
+        for seed in self.seeds:
+            stored = stored_points(self.plan, self.corpus, self.store, seed=seed, eval_sequences=self.eval_sequences)
+            seconds += [speed(p.n_params).seconds(p.flops) for i, p in enumerate(self.plan.points) if i not in stored]
         return sum(seconds) / max(1, min(self.workers, len(seconds)))
 
     def _sweep(self):
         def job(ctx) -> SweepResult:
             self.status.value = "sweeping · <b>Stop</b> keeps the finished runs; pressing the button again resumes"
-            return run_sweep(self.plan, self.corpus, self.store, eval_sequences=self.eval_sequences,
+            return run_sweep(self.plan, self.corpus, self.store, seeds=self.seeds, eval_sequences=self.eval_sequences,
                              workers=self.workers, progress=False, report=ctx.report, stop=ctx.stop)
 
         return job, self.expected_s(), self._finished
@@ -174,8 +181,9 @@ class SweepButton(Panel):
         self.result = r
         trained = sum(not x.from_store for x in r.runs)
         state = "stopped early: press again to resume" if r.interrupted else "done"
-        self.status.value = html.escape(f"{state}: {len(r.runs)}/{len(self.plan)} runs ({trained} trained now) "
+        n_runs = len(self.plan) * len(self.seeds)
+        self.status.value = html.escape(f"{state}: {len(r.runs)}/{n_runs} runs ({trained} trained now) "
                                         f"in {r.wall_s:.0f} s")
         if self.on_done is not None:
             self.on_done(r)
-        return f"{state}: {len(r.runs)} of {len(self.plan)} runs"
+        return f"{state}: {len(r.runs)} of {n_runs} runs"

@@ -16,7 +16,7 @@ is too low at small batches (they use 0.99 there) and that the learning rate and
 scale for the Kaplan and Chinchilla laws to agree; Bi et al. 2024 (DeepSeek LLM, arXiv 2401.02954, Sec. 3.1)
 fit the optimal rate and batch as power laws of compute from exactly such grids.
 
-    python -m cot_lab.scaling.recipe_pilot run --part lr|batch [--store DIR]
+    python -m cot_lab.scaling.recipe_pilot run --part lr|batch|edges [--store DIR]
     python -m cot_lab.scaling.recipe_pilot write [--store DIR] [--out DIR]
 """
 from __future__ import annotations
@@ -38,10 +38,15 @@ EVAL_SEQUENCES = 128
 CORPUS = "synthetic-v3"
 WIDTHS = ((24, 3), (32, 4), (48, 6))   # (d_model, n_layer): ladder rungs of aspect 8, head size 8
 LRS = (2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2, 8e-2)
+RATES = (1.25e-3,) + LRS + (1.6e-1,)    # where a curve whose best rate is at its grid's edge is extended to
 BETA2S = (0.95, 0.99)
 SWEEP_BATCH = 4                        # sequences per step the sweep's batch rule gives at 1e12 FLOPs
 BATCHES = (2, 4, 8, 16)
 BATCH_WIDTH = (32, 4)
+# Batches whose best losses differ by less than this are a tie (nats/token): about the spread of three seeds of
+# one point at 1e12 FLOPs in the shipped language pilot (0.004-0.005). A tie goes to the larger batch: as good,
+# in half the optimizer steps.
+BATCH_TOLERANCE = 0.005
 
 
 def _config(d_model: int, n_layer: int, vocab_size: int = 512) -> ModelConfig:
@@ -81,7 +86,7 @@ def run_part(part: str, corpus, store, *, workers: int = 2) -> None:
     """Train one part of the pilot into `store` (resumable: finished runs come back at once)."""
     from cot_lab.core.executor import run_parallel
 
-    groups = pilot_groups(part, corpus.vocab_size)
+    groups = pilot_groups(part, corpus.vocab_size) if part != "edges" else edge_groups(store, corpus.vocab_size)
     tasks, job = [], 0
     for point, lrs, extra in groups:
         members = [(job + i, SEED, lr) for i, lr in enumerate(lrs)]
@@ -98,6 +103,25 @@ def run_part(part: str, corpus, store, *, workers: int = 2) -> None:
     run_parallel(tasks, corpus, store, workers, {"eval_sequences": EVAL_SEQUENCES}, on_done)
 
 
+def edge_groups(store, vocab_size: int = 512) -> list[tuple]:
+    """Groups that extend each curve whose best rate sits at an edge of the rates tried: the next rate of RATES
+    beyond that edge (so every curve ends up a U with its minimum inside, or at the end of RATES)."""
+    from cot_lab.scaling.sweep import SweepPoint
+
+    groups = []
+    for curve in curves_frame(pilot_runs(store)).itertuples():
+        if curve.interior:
+            continue
+        tried = sorted(r["lr"] for r in pilot_runs(store) if (r["d_model"], r["batch_size"], r["beta2"])
+                       == (curve.d_model, curve.batch_size, curve.beta2))
+        i = RATES.index(curve.best_lr)
+        beyond = i - 1 if curve.best_lr == tried[0] else i + 1
+        if 0 <= beyond < len(RATES) and RATES[beyond] not in tried:
+            groups.append((SweepPoint(BUDGET, _config(curve.d_model, curve.n_layer, vocab_size), int(curve.batch_size)),
+                           (RATES[beyond],), {"beta2": float(curve.beta2)}))
+    return groups
+
+
 def pilot_runs(store) -> list[dict]:
     """The pilot's finished runs in `store` as flat rows: d_model, n_layer, batch, lr, beta2, loss (nats/token)."""
     rows = []
@@ -106,7 +130,7 @@ def pilot_runs(store) -> list[dict]:
         if r.budget != {"kind": "flops", "value": BUDGET} or r.corpus != CORPUS or h.get("seed") != SEED:
             continue
         shape = (r.config.d_model, r.config.n_layer)
-        if shape not in WIDTHS or h["lr"] not in LRS or "beta2" not in h:
+        if shape not in WIDTHS or h["lr"] not in RATES or "beta2" not in h:
             continue
         rows.append(dict(d_model=shape[0], n_layer=shape[1], n_params=r.n_params, batch_size=h["batch_size"],
                          lr=h["lr"], beta2=h["beta2"], final_val_loss=float(r.final_val_loss), run_id=r.run_id,
@@ -150,7 +174,7 @@ def fit_width_rule(d_models, best_lrs) -> tuple[float, float]:
 
 def fit_recipe(pilot: dict) -> dict:
     """From a shipped pilot (`load_recipe_pilot()`): the beta2 that wins, the width rule at that beta2 and batch,
-    and the best batch with its re-tuned rate."""
+    and the best batch with its re-tuned rate (the largest batch within BATCH_TOLERANCE of the lowest loss)."""
     curves = curves_frame(pilot["runs"])
     sweep = curves[curves.batch_size == SWEEP_BATCH]
     by_beta2 = sweep.groupby("beta2")["best_loss"].mean()
@@ -158,7 +182,8 @@ def fit_recipe(pilot: dict) -> dict:
     widths = sweep[sweep.beta2 == beta2].sort_values("d_model")
     lr_at_32, exponent = fit_width_rule(widths.d_model, widths.best_lr)
     batches = curves[(curves.d_model == BATCH_WIDTH[0]) & (curves.beta2 == beta2)].sort_values("batch_size")
-    best_batch = batches.loc[batches.best_loss.idxmin()]
+    tied = batches[batches.best_loss <= batches.best_loss.min() + BATCH_TOLERANCE]
+    best_batch = tied.iloc[-1]
     return dict(beta2=beta2, beta2_gain=float(by_beta2.max() - by_beta2.min()), lr_at_d32=lr_at_32,
                 lr_width_exponent=exponent, best_batch=int(best_batch.batch_size), best_batch_lr=float(best_batch.best_lr),
                 curves=curves)
@@ -205,7 +230,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cot_lab.scaling.recipe_pilot")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run")
-    run.add_argument("--part", choices=("lr", "batch"), required=True)
+    run.add_argument("--part", choices=("lr", "batch", "edges"), required=True,
+                     help="edges: one more rate beyond the edge of every curve whose best rate is at an edge")
     run.add_argument("--store", default=None)
     run.add_argument("--workers", type=int, default=2)
     write = sub.add_parser("write")
