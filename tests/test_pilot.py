@@ -125,3 +125,11 @@ def test_pilot_checks_recover_known_numbers():
     assert abs(m["holdout_error"]) < 1e-3 and abs(m["next_holdout_error"]) < 1e-3
     assert m["extension_gain"] == pytest.approx(min(m["best"]) - E - 0.01)
     assert not math.isnan(np.mean(m["slopes"]))
+
+
+def test_the_laptop_sweep_is_centred_where_the_version_3_pilot_puts_the_optimum(shipped):
+    import cot_lab as cl
+
+    n_at_1e12, a = pilot.pilot_centre(shipped["synthetic-v3"])
+    centre = cl.profile("laptop").sweep_centre
+    assert centre[0] == pytest.approx(n_at_1e12, rel=1e-4) and centre[1] == pytest.approx(a, abs=1e-3)

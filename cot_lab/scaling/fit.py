@@ -86,7 +86,7 @@ def _uncentre(t: np.ndarray, mx: float, my: float) -> dict[str, float]:
 
 
 def fit_scaling_law(N, D, L, *, delta: float = 1e-3, bootstrap: int = 0, seed: int = 0,
-                    confidence: float = 0.9, n_starts: int = 20, resample_starts: int = 4) -> ScalingLaw:
+                    confidence: float = 0.9, n_starts: int = 20, resample_starts: int = 2) -> ScalingLaw:
     """Fit L = E + A/N^alpha + B/D^beta (nats/token; N params, D tokens) by H22 Approach 3, summed Huber loss.
 
     The 4500-point H22 grid is scored in one vectorised pass and L-BFGS-B (exponents bounded to
@@ -110,7 +110,7 @@ def fit_scaling_law(N, D, L, *, delta: float = 1e-3, bootstrap: int = 0, seed: i
     if int(n_starts) != n_starts or n_starts < 1:
         raise ValueError(f"n_starts must be a positive integer (20 is the default); got {n_starts}")
     if int(resample_starts) != resample_starts or resample_starts < 1:
-        raise ValueError(f"resample_starts must be a positive integer (4 is the default); got {resample_starts}")
+        raise ValueError(f"resample_starts must be a positive integer (2 is the default); got {resample_starts}")
     # Centring log N and log D decouples a from alpha (and b from beta), which L-BFGS needs to converge
     # tightly: uncentred, a moves 15 units for every unit of alpha.
     x, y = np.log(N), np.log(D)
