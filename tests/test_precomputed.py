@@ -106,6 +106,13 @@ def test_shipped_fits_on_both_parameter_counts(shipped):
     assert 0 < non_embedding.approach3.a < 1 and 0 < total.approach3.a < 1
 
 
+def test_shipped_exponents_lie_in_the_target_band(shipped_fit):
+    a2 = shipped_fit.approach2
+    assert a2 is not None and a2["used"].sum() >= 3
+    assert 0.35 <= a2["a"] <= 0.65
+    assert 0.35 <= shipped_fit.approach3.a <= 0.65
+
+
 def test_shipped_interval_of_a_is_at_most_0_2_wide(shipped_fit):
     low, high = shipped_fit.approach3.intervals["a"]
     assert low < shipped_fit.approach3.a < high

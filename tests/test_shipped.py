@@ -48,6 +48,15 @@ def test_recomputed_validation_loss_matches_the_record(loaded, synthetic):
     assert floor < loss < floor + 1.0
 
 
+@pytest.mark.xfail(strict=True, reason="measured: laptop-67k (d32 x 4, version-2 language, 4e12 FLOPs) ends at 3.317 "
+                   "nats/token; the re-shipped held-out runs (d40 x 5, synthetic-v3, 8e12 FLOPs, 2 seeds) at 3.146. The "
+                   "sweep moved to another language, ladder and budget, so the two are no longer the same run")
+def test_laptop_model_is_trained_near_compute_optimal_like_the_shipped_holdout_run():
+    _, run = cl.shipped_model("laptop-67k")
+    holdout = cl.core.results.load_results("laptop")["holdout"]["runs"][0]  # meant to be the same shape and budget
+    assert run.final_val_loss == pytest.approx(holdout.final_val_loss, abs=0.03)
+
+
 def test_laptop_model_is_the_record_it_says():
     _, run = cl.shipped_model("laptop-67k")
     # 4e12 FLOPs on the 66,848-parameter shape buys ~99 tokens per parameter (trainer's FLOP count, by hand)
