@@ -246,7 +246,7 @@ def _fit(args) -> int:
 def _precompute(args) -> int:
     from dataclasses import asdict
 
-    from cot_lab.scaling.sweep_fit import fit_sweep, holdout_prediction
+    from cot_lab.scaling.sweep_fit import fit_sweep, holdout_prediction, paired_entropy
     from cot_lab.core.results import results_dir, save_results
     from cot_lab.core.training import train_many
 
@@ -285,13 +285,6 @@ def _precompute(args) -> int:
                        eval_sequences=prof.eval_sequences, seq_len=prof.seq_len)
     print(f"wrote {out}")
     return 0
-
-
-def paired_entropy(corpus, eval_sequences: int, seq_len: int) -> float:
-    """The corpus's exact floor (nats/token) on the very validation rows every run is scored on."""
-    import numpy as np
-
-    return float(np.mean(corpus.score(corpus.val_batch(eval_sequences, seq_len))))
 
 
 def _add_sweep_args(parser) -> None:

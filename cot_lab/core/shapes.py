@@ -74,30 +74,34 @@ def sizes_around(n_center: float, count: int, *, seq_len: int = 128, vocab_size:
     return list(ladder[first:first + count])
 
 
-@functools.lru_cache(maxsize=8)
-def _ladder_costs(seq_len: int, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
-    from cot_lab.core.accounting import flops_per_token
+def flops_per_token_through(n_params, flops_per_token) -> "callable":
+    """A function N -> training FLOPs per token through the points (n_params[i], flops_per_token[i]).
 
-    ladder = size_ladder(seq_len, vocab_size)
-    n = np.log([count_params(c).total for c in ladder])
-    per_param = np.log([flops_per_token(c) / count_params(c).total for c in ladder])
-    return n, per_param
-
-
-def ladder_flops_per_token(seq_len: int = 128, vocab_size: int = 512):
-    """The trainer's training FLOPs per token as a function of N (parameters) along `size_ladder`.
-
-    Exact at every rung (`flops_per_token(cfg)`, H22 App. F); between rungs the FLOPs per token per parameter
-    are interpolated linearly in log N, and held at the end rungs' values beyond them. This is the count a
-    law's `optimal(C, flops_per_token=...)` needs to turn C into (N, D) as the trainer spends it.
+    Exact at every point; between points the FLOPs per token per parameter are interpolated linearly in
+    log N, and held at the end points' values beyond them.
     """
-    seq_len = validate.integer("seq_len", seq_len, hint="tokens of context, e.g. 128")
-    vocab_size = validate.integer("vocab_size", vocab_size, hint="e.g. 512")
-    log_n, log_per_param = _ladder_costs(seq_len, vocab_size)
+    order = np.argsort(np.asarray(n_params, dtype=float))
+    n = np.asarray(n_params, dtype=float)[order]
+    log_n, log_per_param = np.log(n), np.log(np.asarray(flops_per_token, dtype=float)[order] / n)
 
     def flops_per_token_of(n_params):
-        n = np.asarray(n_params, dtype=float)
-        out = n * np.exp(np.interp(np.log(n), log_n, log_per_param))
+        x = np.asarray(n_params, dtype=float)
+        out = x * np.exp(np.interp(np.log(x), log_n, log_per_param))
         return float(out) if out.ndim == 0 else out
-    flops_per_token_of.__doc__ = f"Training FLOPs per token of an N-parameter ladder model (seq_len {seq_len}, vocab {vocab_size})."
     return flops_per_token_of
+
+
+@functools.lru_cache(maxsize=8)
+def ladder_flops_per_token(seq_len: int = 128, vocab_size: int = 512):
+    """The trainer's training FLOPs per token as a function of N (total parameters) along `size_ladder`.
+
+    Exact at every rung (`flops_per_token(cfg)`, H22 App. F), interpolated between them
+    (`flops_per_token_through`). This is the count a law's `optimal(C, flops_per_token=...)` needs to turn C
+    into (N, D) as the trainer spends it.
+    """
+    from cot_lab.core.accounting import flops_per_token
+
+    seq_len = validate.integer("seq_len", seq_len, hint="tokens of context, e.g. 128")
+    vocab_size = validate.integer("vocab_size", vocab_size, hint="e.g. 512")
+    ladder = size_ladder(seq_len, vocab_size)
+    return flops_per_token_through([count_params(c).total for c in ladder], [flops_per_token(c) for c in ladder])

@@ -51,9 +51,9 @@ def e_gap_answer(answer, fit, corpus, eval_sequences: int, seq_len: int) -> Chec
     """Check E minus the floor on the scored rows (nats/token, exercise 4), within 0.002 nats/token.
 
     The floor is scored here from the corpus's exact probabilities, not read from the fit or the manifest."""
-    import numpy as np
+    from cot_lab.scaling.sweep_fit import paired_entropy
 
-    floor = float(np.mean(corpus.score(corpus.val_batch(eval_sequences, seq_len))))
+    floor = paired_entropy(corpus, eval_sequences, seq_len)
     return check_number(answer, fit.approach3.E - floor, abs=0.002, name="e_above_floor", unit="nats/token",
                         hint="fit.approach3.E minus the mean of corpus.score(rows) over the rows the runs were scored on.")
 

@@ -108,11 +108,11 @@ def edge_groups(store, vocab_size: int = 512) -> list[tuple]:
     beyond that edge (so every curve ends up a U with its minimum inside, or at the end of RATES)."""
     from cot_lab.scaling.sweep import SweepPoint
 
-    groups = []
-    for curve in curves_frame(pilot_runs(store)).itertuples():
+    groups, rows = [], pilot_runs(store)
+    for curve in curves_frame(rows).itertuples():
         if curve.interior:
             continue
-        tried = sorted(r["lr"] for r in pilot_runs(store) if (r["d_model"], r["batch_size"], r["beta2"])
+        tried = sorted(r["lr"] for r in rows if (r["d_model"], r["batch_size"], r["beta2"])
                        == (curve.d_model, curve.batch_size, curve.beta2))
         i = RATES.index(curve.best_lr)
         beyond = i - 1 if curve.best_lr == tried[0] else i + 1

@@ -16,6 +16,7 @@ from cot_lab.core import validate
 from cot_lab.core.accounting import count_params, flops_per_token
 from cot_lab.core.law import PUBLISHED_EXPONENTS, ScalingLaw
 from cot_lab.core.runs import Run
+from cot_lab.core.shapes import flops_per_token_through
 from cot_lab.scaling.fit import fit_scaling_law
 from cot_lab.scaling.isoflop import envelope_frontier, fit_isoflop_parabolas
 
@@ -113,6 +114,11 @@ def sweep_points(runs, parameters: str = "total"):
     return pd.DataFrame(out).sort_values(["budget_flops", "N"]).reset_index(drop=True)
 
 
+def paired_entropy(corpus, eval_sequences: int, seq_len: int) -> float:
+    """The corpus's exact floor (nats/token) on the very validation rows every run is scored on (synthetic only)."""
+    return float(np.mean(corpus.score(corpus.val_batch(eval_sequences, seq_len))))
+
+
 def pooled_seed_sd(points) -> float:
     """The seed-to-seed standard deviation of one run's loss (nats/token), pooled over points with >= 2 seeds."""
     multi = points[points.n_seeds > 1]
@@ -123,15 +129,8 @@ def pooled_seed_sd(points) -> float:
 
 def _cost_function(points):
     """Training FLOPs per token as a function of N, through the sweep's own shapes (exact at each of them)."""
-    shapes = points.drop_duplicates("N").sort_values("N")
-    log_n = np.log(shapes.N.to_numpy(float))
-    log_per_param = np.log(shapes.flops_per_token.to_numpy(float) / shapes.N.to_numpy(float))
-
-    def cost(n):
-        n = np.asarray(n, float)
-        out = n * np.exp(np.interp(np.log(n), log_n, log_per_param))
-        return float(out) if out.ndim == 0 else out
-    return cost
+    shapes = points.drop_duplicates("N")
+    return flops_per_token_through(shapes.N.to_numpy(float), shapes.flops_per_token.to_numpy(float))
 
 
 @dataclass
@@ -293,15 +292,14 @@ def holdout_prediction(law: ScalingLaw, flops: float, *, seq_len: int = 128, voc
     from cot_lab.core.shapes import size_ladder
 
     flops = validate.number("flops", flops, hint="a FLOP budget, e.g. 4e13")
-    best, cost_n, cost_f = None, [], []
-    for cfg in size_ladder(seq_len, vocab_size):
+    ladder = size_ladder(seq_len, vocab_size)
+    best = None
+    for cfg in ladder:
         n, tokens = n_of(cfg, parameters), flops / flops_per_token(cfg)
-        cost_n.append(n)
-        cost_f.append(flops_per_token(cfg))
         predicted = float(law.loss(n, tokens))
         if best is None or predicted < best["predicted_loss"]:
             best = dict(config=cfg, n_params=count_params(cfg).total, n=n, tokens=tokens, predicted_loss=predicted)
-    log_n, log_per = np.log(cost_n), np.log(np.array(cost_f) / np.array(cost_n))
-    n_opt = law.optimal(flops, flops_per_token=lambda x: x * np.exp(np.interp(np.log(x), log_n, log_per)))[0]
+    cost = flops_per_token_through([n_of(c, parameters) for c in ladder], [flops_per_token(c) for c in ladder])
+    n_opt = law.optimal(flops, flops_per_token=cost)[0]
     best.update(flops=float(flops), batch_size=batch_size_for(flops, seq_len), n_opt_law=float(n_opt))
     return best
