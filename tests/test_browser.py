@@ -265,9 +265,10 @@ def test_scaling_laws_panels(chromium, server, tmp_path):
     size_panel, sweep_panel = f"{NOTEBOOK} .cot-lab-size-panel", f"{NOTEBOOK} .cot-lab-sweep-panel"
     with lab_page(chromium, server, tmp_path) as page:
         run_all(page, server, "02_scaling_laws.ipynb", timeout_s=480)
-        # the notebook's own `size_panel.train()` put a measurement beside the prediction
-        assert "measured" in shown_text(page, f"{size_panel} .cot-lab-prediction")
+        # Run All trains nothing: the panel shows the law's prediction and its curve, not yet a measurement
         page.wait_for_selector(f"{size_panel} .cot-lab-output img", timeout=30_000)
+        shown = shown_text(page, f"{size_panel} .cot-lab-prediction")
+        assert "The law predicts" in shown and "measured" not in shown
         # one size up: a new prediction, not yet measured; Train measures it
         before, after = press_and_wait_for_change(page, f"{size_panel} .cot-lab-size .noUi-handle", "ArrowRight",
                                                   f"{size_panel} .cot-lab-prediction")
@@ -276,11 +277,14 @@ def test_scaling_laws_panels(chromium, server, tmp_path):
         page.wait_for_function(
             f"() => /measured [0-9.]+ nats\\/token: prediction error [-+][0-9.]+%/"
             f".test(document.querySelector('{size_panel} .cot-lab-prediction').textContent)", timeout=180_000)
-        # the sweep button: the notebook already ran this profile's sweep, so every run comes from the store
+        # the sweep button trains this profile's sweep (Run All did not); pressed again, every run is in the store
+        status = f"document.querySelector('{sweep_panel} .cot-lab-sweep-status').textContent"
         page.click(f"{sweep_panel} .cot-lab-sweep-run")
-        page.wait_for_function(
-            f"() => /done: (\\d+)\\/\\1 runs \\(0 trained now\\)/"
-            f".test(document.querySelector('{sweep_panel} .cot-lab-sweep-status').textContent)", timeout=120_000)
+        page.wait_for_function(f"() => /done: (\\d+)\\/\\1 runs \\(\\1 trained now\\)/.test({status})",
+                               timeout=240_000)
+        page.click(f"{sweep_panel} .cot-lab-sweep-run")
+        page.wait_for_function(f"() => /done: (\\d+)\\/\\1 runs \\(0 trained now\\)/.test({status})",
+                               timeout=120_000)
         assert not page.errors, page.errors
 
 

@@ -19,7 +19,7 @@ from cot_lab.ui.figure_check import assert_readable
 PLOT_MODULES = (figures, scaling_plots, compress_plots, budget_plots)
 CHECKED = {"loss_curve", "isoflop_curves", "frontier", "exponents", "size_at_budget", "prediction_check",
            "quality_vs_sparsity", "size_quality_frontier", "latency_ratios", "accounting_figure", "skill_bars",
-           "skills_by_budget"}
+           "skills_by_budget", "recipe_pilot"}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,8 @@ def test_loss_curve_names_the_raw_and_the_smoothed_training_lines(shipped):
     assert_readable(fig, must_show_y=[math.log(runs[0].config.vocab_size)])
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert labels[0] == "train, as logged (faint)"
-    assert "1x budget (train, centred average of ~265 steps)" in labels  # 19 points, 14 steps apart
+    # 200 points logged (9114 steps) / 199 = 45.8 steps apart; a 200-point curve is averaged over 21 points
+    assert "1x budget (train, centred average of ~962 steps)" in labels
     assert "2x budget (validation)" in labels and f"entropy floor {runs[0].entropy:.3f}" in labels
 
 
@@ -91,7 +92,7 @@ def test_isoflop_curves_explain_parabolas_and_stars(shipped, fit):
     fig = scaling_plots.isoflop_curves(runs, fit, floor=runs[0].entropy, extra_runs=runs[:2])
     assert_readable(fig, must_show_y=[runs[0].entropy])
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert labels[:4] == ["C = 3e+10 FLOPs", "C = 1e+11 FLOPs", "C = 3e+11 FLOPs", "C = 1e+12 FLOPs"]
+    assert labels[:3] == ["C = 5e+11 FLOPs", "C = 1e+12 FLOPs", "C = 2e+12 FLOPs"]
     assert "its minimum: that budget's best size" in labels and "extra runs (open circles)" in labels
 
 
@@ -120,8 +121,38 @@ def test_size_at_budget_and_prediction_check(shipped, fit):
     assert_readable(scaling_plots.size_at_budget(law, flops, sizes, [flops / (6 * n) for n in sizes],
                                                  chosen=sizes[2], measured=at_budget, floor=runs[0].entropy))
     holdout = shipped["holdout"]
-    fig = scaling_plots.prediction_check(law, runs, holdout["run"], holdout["prediction"]["predicted_loss"])
-    assert_readable(fig, must_show_y=[holdout["run"].final_val_loss])
+    fig = scaling_plots.prediction_check(law, runs, holdout["runs"], holdout["prediction"]["predicted_loss"])
+    assert_readable(fig, must_show_y=[r.final_val_loss for r in holdout["runs"]])
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    relative = 100 * (holdout["loss"] / holdout["prediction"]["predicted_loss"] - 1)
+    assert f"held-out budget, mean of {len(holdout['runs'])}: {relative:+.1f}%" in labels
+
+
+def test_recipe_pilot_stars_every_interior_best_rate():
+    from cot_lab.scaling import recipe_pilot
+
+    shipped_pilot = recipe_pilot.load_recipe_pilot()
+    fig = scaling_plots.recipe_pilot(shipped_pilot)
+    assert_readable(fig)
+    left, right = fig.axes
+    # 3 widths x 2 beta2 on the left, 4 batches on the right; every shipped curve is a U, so each has its star
+    assert len([line for line in left.lines if line.get_marker() == "o"]) == 6
+    stars = [[line for line in ax.lines if line.get_marker() == "*" and len(line.get_xdata())] for ax in (left, right)]
+    assert [len(s) for s in stars] == [6, 4]
+    assert left.get_xscale() == right.get_xscale() == "log"
+
+
+def test_log_axes_label_a_narrow_view_without_overprinting():
+    fig = Figure(figsize=(4, 3))
+    ax = fig.subplots()
+    ax.plot([1.5e4, 6e5], [1, 2])
+    figures.log_scale(ax)
+    fig.canvas.draw()
+    shown = [t.get_text() for t in ax.xaxis.get_minorticklabels() if t.get_text()]
+    assert shown == ["$\\mathdefault{2\\times10^{4}}$", "$\\mathdefault{5\\times10^{4}}$",
+                     "$\\mathdefault{2\\times10^{5}}$", "$\\mathdefault{5\\times10^{5}}$"]
+    with pytest.raises(ValueError, match="which="):
+        figures.log_scale(ax, "z")
 
 
 # ------------------------------------------------------------------ notebooks 01 and 03
@@ -176,10 +207,10 @@ def test_tables_write_flops_counts_and_losses_for_reading(shipped):
     frame = runs_frame(shipped["runs"])[["budget_flops", "n_params", "tokens", "tokens_per_param", "final_val_loss"]]
     out = table(frame)
     first = shipped["runs"][0]
-    assert out.iloc[0].tolist() == ["3e10", f"{first.n_params:,}", f"{first.tokens:,}",
+    assert out.iloc[0].tolist() == ["5e11", f"{first.n_params:,}", f"{first.tokens:,}",
                                     f"{first.tokens / first.n_params:.3f}", f"{first.final_val_loss:.4f}"]
-    assert out.iloc[0]["tokens"] == "697,344" and frame.iloc[0]["tokens"] == 697344.0  # was printed '697344.0'
-    assert frame.iloc[0]["budget_flops"] == 3e10  # untouched: table() formats a copy
+    assert out.iloc[0]["tokens"] == "3,500,160" and frame.iloc[0]["tokens"] == 3500160.0  # was printed '3500160.0'
+    assert frame.iloc[0]["budget_flops"] == 5e11  # untouched: table() formats a copy
 
 
 def test_tables_format_a_flops_index_tiny_seconds_and_missing_values():

@@ -50,7 +50,17 @@ def test_checkpoint_round_trip_gives_same_loss(synthetic, tmp_path):
     assert path.exists() and path.suffix == ".safetensors"
     reopened = cl.RunStore(tmp_path / "s").get(run.run_id)  # a fresh process would see the same
     model = reopened.load_model()
-    assert cl.evaluate_loss(model, synthetic, n_sequences=16, seq_len=32) == pytest.approx(run.final_val_loss, abs=1e-5)
+    # the same computation on both sides: the trainer scores validation with the body at its training precision
+    # (bf16 autocast on CPU), evaluate_loss in fp32, and the two differ in the 5th digit
+    import torch
+    from cot_lab.core.training import stacked_validation_losses
+
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16}[run.precision]
+    val_rows = synthetic.val_batch(16, 32)
+    assert stacked_validation_losses([model], run.config, val_rows, "sdpa", amp_dtype)[0] == pytest.approx(
+        run.final_val_loss, abs=1e-5)
+    assert cl.evaluate_loss(model, synthetic, n_sequences=16, seq_len=32) == pytest.approx(
+        cl.evaluate_loss(run.load_model(), synthetic, n_sequences=16, seq_len=32), abs=1e-6)
     frame = store.to_frame()
     assert list(frame["run_id"]) == [run.run_id]
     assert frame.loc[0, "n_params"] == cl.count_params(run.config).total

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from cot_lab.core import validate
 from cot_lab.core.accounting import count_params, flops_breakdown, flops_per_token
 from cot_lab.core.shapes import preset
+from cot_lab.ui.figures import log_scale
 
 CURVES = ("6n", "kaplan", "chinchilla", "chinchilla (paper convention)")
 STYLE = {"6n": dict(color="#444444", ls="-"), "kaplan": dict(color="#1f77b4", ls="-"),
@@ -66,8 +67,7 @@ def accounting_figure(sizes: Sequence[float] | None = None, seq_lens: Sequence[i
         for curve in CURVES:
             ax.plot(ratios["n_params"], ratios[curve], marker="." if curve != "6n" else None, label=curve,
                     **STYLE[curve])
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+        log_scale(ax, "xy")
         ax.set_title(f"context {seq_len:,} tokens, vocabulary {vocab_size:,}")
         ax.set_xlabel("model size N (parameters)")
         ax.grid(True, which="both", alpha=0.3)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
-from cot_lab.ui.figures import FLOOR_COLOUR
+from cot_lab.ui.figures import FLOOR_COLOUR, log_scale
 
 
 def quality_vs_sparsity(curves, *, floor: float | None = None, figsize=(7.6, 3.8)) -> Figure:
@@ -46,7 +46,7 @@ def size_quality_frontier(points, *, size: str = "disk_bytes", figsize=(7.6, 4.0
             best = loss
     ax.step([f[0] for f in frontier], [f[1] for f in frontier], where="post", color=FLOOR_COLOUR, alpha=0.5,
             label="frontier: nothing smaller is better")
-    ax.set_xscale("log")
+    log_scale(ax)
     ax.set_xlabel(f"size ({size.replace('_', ' ')})")
     ax.set_ylabel("validation loss (nats/token)")
     ax.set_title("Size against quality")

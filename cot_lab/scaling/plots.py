@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from cot_lab.ui.figures import FLOOR_COLOUR
+from cot_lab.ui.figures import FLOOR_COLOUR, log_scale
 
 KEY_COLOUR = "#777777"  # legend entries that explain a kind of mark drawn in every budget's colour
 
@@ -24,9 +24,7 @@ def _log_axes(ax, xlabel: str, ylabel: str, title: str | None = None, *, log_y: 
               legend_outside: bool = False) -> None:
     """Log x (and optionally y) axes with labels, a light grid and a small legend (beside the axes, where
     it can hide no point, when `legend_outside`)."""
-    ax.set_xscale("log")
-    if log_y:
-        ax.set_yscale("log")
+    log_scale(ax, "xy" if log_y else "x")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if title:
@@ -223,7 +221,7 @@ def skills_by_budget(excess, *, title: str | None = None) -> Figure:
     palette = matplotlib.colormaps["tab20"].colors  # 20 distinct colours: a skill never shares one
     ax.stackplot(budgets, [excess[c].clip(lower=0).to_numpy() for c in order], labels=list(order),
                  colors=[palette[i % len(palette)] for i in range(len(order))], alpha=0.9)
-    ax.set_xscale("log")
+    log_scale(ax)
     ax.set_xlabel("training compute C (FLOPs)")
     ax.set_ylabel("excess loss above the floor (nats/token)")
     ax.set_title(title or "Which skills each budget buys (best run of each budget)", fontsize=10)
@@ -269,6 +267,9 @@ def recipe_pilot(pilot: dict) -> Figure:
         lr, loss, interior = best_lr(lrs, losses)
         if interior:
             right.plot(lr, loss, "*", color=f"C{i + 4}", markersize=12, markeredgecolor="k")
+    for ax in (left, right):
+        ax.plot([], [], "*", color=KEY_COLOUR, markersize=12, markeredgecolor="k",
+                label="best rate: vertex of a parabola in log rate")
     budget = pilot["budget"]
     _log_axes(left, "peak learning rate", "final loss (nats/token)",
               f"Learning rate by width, batch {SWEEP_BATCH} ({budget:.0e} FLOPs)")

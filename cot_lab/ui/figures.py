@@ -19,6 +19,34 @@ from cot_lab.ui.format import human
 FLOOR_COLOUR = "#444444"
 
 
+def _minor_log_label(axis):
+    """A minor-tick formatter for a log `axis`: matplotlib labels every minor tick when the view holds no power
+    of ten, and on a narrow figure 3 and 4 x 10^k overprint. This labels 2 and 5 x 10^k on views under two
+    decades, every tick on views under a factor of 4, and none on wider views (the powers of ten suffice)."""
+
+    def label(x, pos=None):
+        low, high = sorted(axis.get_view_interval())
+        if x <= 0 or low <= 0 or high / low > 100:
+            return ""
+        exponent = math.floor(math.log10(x) + 1e-9)
+        coefficient = x / 10 ** exponent
+        if abs(coefficient - round(coefficient)) > 1e-6 or (high / low >= 4 and round(coefficient) not in (2, 5)):
+            return ""
+        return f"$\\mathdefault{{{round(coefficient)}\\times10^{{{exponent}}}}}$"
+
+    return FuncFormatter(label)
+
+
+def log_scale(ax, which: str = "x") -> None:
+    """Put `ax` on a log scale along `which` ("x", "y" or "xy"), with minor-tick labels that never overprint."""
+    for name in which:
+        if name not in "xy":
+            raise ValueError(f"which={which!r} must be 'x', 'y' or 'xy'")
+        axis = ax.xaxis if name == "x" else ax.yaxis
+        (ax.set_xscale if name == "x" else ax.set_yscale)("log")
+        axis.set_minor_formatter(_minor_log_label(axis))
+
+
 def _label(run) -> str:
     n = run.n_params
     size = f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}K"
