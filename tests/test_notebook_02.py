@@ -35,6 +35,9 @@ def test_scaling_laws_exercises_answered_and_buttons_pressed(smoke_env):  # noqa
     text = stream_text(nb)
     assert "profile 'smoke'" in text and "runs = " in text and "x 2 seeds" in text
     assert re.search(r"Approach 3: L\(N, D\) = [0-9.]+ \+ .*\n\s+a = 0\.\d+, 90% interval \[0\.\d+, 0\.\d+\] \(0 of 200", text)
+    # the rate rises with width: lr* ~ d^+0.50 (recipe.py's -LR_WIDTH_EXPONENT), printed without a double sign
+    assert re.search(r"lr = 5\.22e-03 x \(d_model / 32\)\^0\.50, beta2 = 0\.99, batch 4 sequences", text), text
+    assert "(d_model / 32)^-" not in text
     assert "no sweep of yours yet" in text  # Run All trains nothing: the sweep waits for its button
     status, loss = re.search(r"__size__ (\S+) (\S+)", text).groups()
     assert status == "ok" and 3.0 < float(loss) < 6.0
