@@ -5,7 +5,7 @@
     run = cl.train(cfg, cl.load_corpus("synthetic"), flops=3e11)
 
 Public re-exports only; the code lives in `core/` (what every notebook uses), `data/` (corpora),
-`ui/` (the notebook kit) and one package per course topic (`start`, `budgets`, `scaling`, `compress`).
+`ui/` (the notebook kit) and one package per course topic (`start`, `budgets`, `scaling`, `compress`, `inference`).
 Importing defines names only: no seeds, no downloads, no device initialisation, and neither
 ipywidgets, matplotlib nor transformers is imported until something needs it.
 """
@@ -31,6 +31,8 @@ from cot_lab.core.shipped import shipped_model
 from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
+from cot_lab.inference import (BatchServing, LifetimeCost, LifetimeOptimum, ModelCost, ServingReport, kv_bytes_per_token,
+                               lifetime_cost, lifetime_optimum, measure_memory_bandwidth, measure_serving)
 from cot_lab.lab import setup_notebook
 from cot_lab.scaling.fit import fit_scaling_law
 from cot_lab.scaling.isoflop import envelope_frontier, fit_isoflop_parabolas
@@ -52,4 +54,7 @@ __all__ = [
     "isoflop_plan", "run_sweep", "SweepFit", "fit_sweep",
     # compression
     "prune", "pruning_report", "quantize", "measure", "compare", "recover",
+    # training vs inference cost
+    "lifetime_optimum", "LifetimeOptimum", "lifetime_cost", "LifetimeCost", "ModelCost", "measure_serving",
+    "ServingReport", "BatchServing", "kv_bytes_per_token", "measure_memory_bandwidth",
 ]

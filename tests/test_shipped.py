@@ -10,9 +10,11 @@ from cot_lab.compress import study
 from cot_lab.core import shipped as sh
 
 MAX_SHIPPED_BYTES = 10 * 2**20  # everything under precomputed/models/ together (the wheel carries it)
-# Golden facts of the two shipped models (from their specs; the losses are the records').
+# Golden facts of the shipped models (from their specs; the losses are the records').
 EXPECTED = {"laptop-67k": dict(n_params=66_848, seq_len=128, flops=4e12),
-            "smoke-29k": dict(n_params=29_024, seq_len=64, flops=3e10)}
+            "smoke-29k": dict(n_params=29_024, seq_len=64, flops=3e10),
+            "lifetime-67k": dict(n_params=66_848, seq_len=128, flops=3.105e12),
+            "lifetime-33k": dict(n_params=33_192, seq_len=128, flops=9.386e12)}
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))
@@ -20,7 +22,7 @@ def loaded(request):
     return request.param, *cl.shipped_model(request.param)
 
 
-def test_every_profile_of_notebook_03_has_a_shipped_model():
+def test_every_spec_is_shipped_and_every_profile_of_notebook_03_has_its_model():
     assert sh.shipped_models() == sorted(EXPECTED) == sorted(sh.SPECS)
     assert set(study.SHIPPED_FOR_PROFILE) == set(cl.core.profiles.PROFILES)
     assert set(study.SHIPPED_FOR_PROFILE.values()) <= set(sh.shipped_models())
@@ -39,12 +41,13 @@ def test_shipped_model_loads_with_its_record(loaded):
     assert entry["final_val_loss"] == run.final_val_loss
 
 
-def test_recomputed_validation_loss_matches_the_record(loaded, synthetic):
+def test_recomputed_validation_loss_matches_the_record(loaded):
     name, model, run = loaded
-    assert run.corpus_fingerprint == synthetic.fingerprint
-    loss = cl.evaluate_loss(model, synthetic, n_sequences=run.hparams["eval_sequences"])
-    assert loss == pytest.approx(run.final_val_loss, abs=2e-4)  # eager attention in training, SDPA here
-    floor = synthetic.entropy_for(run.config.seq_len)[0]
+    corpus = cl.load_corpus(sh.SPECS[name].corpus)
+    assert run.corpus_fingerprint == corpus.fingerprint
+    loss = cl.evaluate_loss(model, corpus, n_sequences=run.hparams["eval_sequences"])
+    assert loss == pytest.approx(run.final_val_loss, abs=2e-4)  # bf16 autocast and eager attention in training
+    floor = corpus.entropy_for(run.config.seq_len)[0]
     assert floor < loss < floor + 1.0
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import math
 import os
-import statistics
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 
 import torch
@@ -24,6 +22,7 @@ from torch import nn
 
 from cot_lab.core import validate
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, evaluate_loss
+from cot_lab.core.timing import interleaved_medians
 from cot_lab.data.base import Corpus
 
 CSR_ROW_POINTER_BYTES = 4  # int32 row offsets
@@ -94,33 +93,6 @@ def n_params(model) -> int:
 
     extra = sum(m.qweight.numel() for m in model.modules() if isinstance(m, Int8WeightOnlyLinear))
     return sum(p.numel() for p in model.parameters()) + extra
-
-
-def interleaved_medians(fns: dict, *, repeats: int, warmup: int, device: torch.device | None = None,
-                       clock=time.perf_counter) -> dict[str, float]:
-    """Median wall seconds of each callable of {label: fn}, timed side by side in rounds.
-
-    `warmup` untimed rounds, then `repeats` timed rounds; every round calls each fn once, in the dict's order
-    (A B A B ... for two), so load that comes and goes on the machine lands on all of them alike. `clock`
-    (seconds) is there for tests; CUDA work is synchronised around every timed call.
-    """
-    repeats = validate.integer("repeats", repeats, hint="timed rounds, e.g. 5")
-    warmup = validate.integer("warmup", warmup, low=0, hint="untimed rounds first, e.g. 2")
-    if not isinstance(fns, dict) or not fns or not all(callable(f) for f in fns.values()):
-        raise ValueError("fns must be a non-empty dict {label: callable} of the calls to time side by side")
-    sync = torch.cuda.synchronize if device is not None and device.type == "cuda" else (lambda: None)
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    times: dict[str, list[float]] = {label: [] for label in fns}
-    for _ in range(repeats):
-        for label, fn in fns.items():
-            sync()
-            t0 = clock()
-            fn()
-            sync()
-            times[label].append(clock() - t0)
-    return {label: statistics.median(t) for label, t in times.items()}
 
 
 def _tokens(model, batch_size: int, length: int) -> torch.Tensor:
