@@ -29,6 +29,7 @@ from cot_lab.inference.lifetime import check_law, lifetime_optimum
 BIG_RUNG = 2     # d_model 32 x 4 layers: 66,848 parameters at vocabulary 512
 SMALL_RUNG = 1   # d_model 24 x 3 layers: 33,192 parameters
 SHIPPED = {"chinchilla": "lifetime-67k", "overtrained": "lifetime-33k"}  # names in cot_lab.core.shipped.SPECS
+CORPUS = "synthetic-v3"  # the language notebook 02's law was fitted on
 
 
 @dataclass(frozen=True)
