@@ -154,9 +154,13 @@ def test_the_trainer_convention_with_the_kits_count():
     (dict(flops_per_token=lambda n: -n), ["flops_per_token(", "positive finite"]),
 ])
 def test_bad_arguments_are_named(kwargs, words):
-    args = dict(loss=LOSS_70B_1T, inference_tokens=2e12) | kwargs
+    assert_refused(lifetime_optimum, dict(loss=LOSS_70B_1T, inference_tokens=2e12) | kwargs, words)
+
+
+def assert_refused(function, kwargs, words):
+    """`function(SARDANA, **kwargs)` raises a ValueError whose message holds every one of `words`."""
     with pytest.raises(ValueError) as e:
-        lifetime_optimum(SARDANA, **args)
+        function(SARDANA, **kwargs)
     for w in words:
         assert w in str(e.value), (w, str(e.value))
 
@@ -262,8 +266,4 @@ def test_the_serving_share_grows_with_requests():
     (dict(loss=1.5), ["loss=1.5", "at or below the law's E=1.69"]),
 ])
 def test_bad_cost_arguments_are_named(kwargs, words):
-    args = dict(loss=LOSS_70B_1T, requests=1e9) | kwargs
-    with pytest.raises(ValueError) as e:
-        lifetime_cost(SARDANA, **args)
-    for w in words:
-        assert w in str(e.value), (w, str(e.value))
+    assert_refused(lifetime_cost, dict(loss=LOSS_70B_1T, requests=1e9) | kwargs, words)

@@ -154,7 +154,8 @@ def _rate(gpu_arg: str, gpu_name, price_arg: str, usd_per_hour, mfu_arg: str, mf
     return _Rate(one.usd, one.kwh)
 
 
-def _check_tokens_per_request(tokens_per_request) -> tuple[float, float]:
+def tokens_pair(tokens_per_request) -> tuple[float, float]:
+    """(prompt tokens, output tokens) per request from a pair of non-negative numbers, not both zero."""
     try:
         t_in, t_out = tokens_per_request
     except (TypeError, ValueError):
@@ -191,7 +192,7 @@ def lifetime_cost(law: ScalingLaw, *, loss: float, requests: float, tokens_per_r
     validate.one_of("objective", objective, ("usd", "flops"))
     requests = validate.number("requests", requests, low_open=False,
                                hint="lifetime requests served, e.g. 1e9 (0 for training only)")
-    t_in, t_out = _check_tokens_per_request(tokens_per_request)
+    t_in, t_out = tokens_pair(tokens_per_request)
     train = _rate("gpu", gpu, "usd_per_hour", usd_per_hour, "mfu_train", mfu_train, pue)
     if serving_gpu is None:
         serving_gpu = gpu

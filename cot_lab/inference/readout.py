@@ -13,7 +13,7 @@ import numpy as np
 
 from cot_lab.core import validate
 from cot_lab.core.law import ScalingLaw
-from cot_lab.inference.costs import TOKENS_PER_REQUEST, LifetimeCost, ModelCost, lifetime_cost
+from cot_lab.inference.costs import TOKENS_PER_REQUEST, LifetimeCost, ModelCost, lifetime_cost, tokens_pair
 
 OBJECTIVES = ("flops", "usd")
 
@@ -23,18 +23,6 @@ OBJECTIVES = ("flops", "usd")
 # kit's own, fitted on ladder models of 15K to 12M parameters (`cl.size_ladder`): 1K to 10M, default 100K.
 PUBLISHED_SIZES, PUBLISHED_REFERENCE = (1e8, 1e12), 7e9
 KIT_SIZES, KIT_REFERENCE = (1e3, 1e7), 1e5
-
-
-def tokens_pair(tokens_per_request) -> tuple[float, float]:
-    """(prompt tokens, output tokens) per request from a pair of non-negative numbers, not both zero."""
-    try:
-        t_in, t_out = tokens_per_request
-    except (TypeError, ValueError):
-        t_in = t_out = None
-    if not (validate.is_number(t_in) and validate.is_number(t_out) and t_in >= 0 and t_out >= 0 and t_in + t_out > 0):
-        raise ValueError(f"tokens_per_request={tokens_per_request!r} must be (prompt tokens, output tokens), two "
-                         "non-negative numbers that are not both zero, e.g. (70, 215) (LMSYS-Chat-1M means)")
-    return float(t_in), float(t_out)
 
 
 def chinchilla_loss(law: ScalingLaw, n_params: float) -> float:
