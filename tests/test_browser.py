@@ -2,9 +2,10 @@
 
 Each notebook is run from the menu (Run > Run All Cells) with no tracebacks, and its panel is used
 as a student would: 00's size slider and Train button, 01's budget sliders and GPU picker, 02's
-size-at-budget panel and sweep button, 03's sparsity slider and method picker. The checks are on
-what the page shows (the prebuilt jupyterlab_widgets extension renders real widget views). The
-server runs on a temporary copy of notebooks/, so the repository's notebooks are never saved with outputs.
+size-at-budget panel and sweep button, 03's sparsity slider and method picker, 04's requests slider.
+The checks are on what the page shows (the prebuilt jupyterlab_widgets extension renders real widget
+views). The server runs on a temporary copy of notebooks/, so the repository's notebooks are never
+saved with outputs.
 """
 import contextlib
 import os
@@ -303,4 +304,25 @@ def test_pruning_panel(chromium, server, tmp_path):
         _, after = act_and_wait_for_change(page, lambda: page.select_option(f"{panel} .cot-lab-method select",
                                                                             label="heads"), table, timeout_s=60)
         assert "validation loss" in after and "❌" not in after
+        assert not page.errors, page.errors
+
+
+def _count(shown: str) -> float:
+    """'5.04B' -> 5.04e9: a count as the panels print it (`cot_lab.ui.format.human`)."""
+    number, unit = re.fullmatch(r"\s*([0-9.]+)([KMB]?)\s*", shown).groups()
+    return float(number) * {"": 1, "K": 1e3, "M": 1e6, "B": 1e9}[unit]
+
+
+def test_lifetime_panel(chromium, server, tmp_path):
+    panel = f"{NOTEBOOK} .cot-lab-lifetime-panel"
+    n_chinchilla = f'{panel} .cot-lab-n-params[data-law="Chinchilla"]'
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, "04_training_vs_inference_cost.ipynb", timeout_s=360)
+        page.wait_for_selector(n_chinchilla, timeout=30_000)
+        # more expected requests: a smaller inference-aware model, for both laws
+        your_before = shown_text(page, f'{panel} .cot-lab-n-params[data-law="your law"]')
+        before, after = press_and_wait_for_change(page, f"{panel} .cot-lab-requests .noUi-handle", "ArrowRight",
+                                                  n_chinchilla)
+        assert _count(after) < _count(before)
+        assert _count(shown_text(page, f'{panel} .cot-lab-n-params[data-law="your law"]')) < _count(your_before)
         assert not page.errors, page.errors

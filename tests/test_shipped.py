@@ -12,7 +12,9 @@ from cot_lab.core import shipped as sh
 MAX_SHIPPED_BYTES = 10 * 2**20  # everything under precomputed/models/ together (the wheel carries it)
 # Golden facts of the shipped models (from their specs; the losses are the records').
 EXPECTED = {"laptop-67k": dict(n_params=66_848, seq_len=128, flops=4e12),
-            "smoke-29k": dict(n_params=29_024, seq_len=64, flops=3e10)}
+            "smoke-29k": dict(n_params=29_024, seq_len=64, flops=3e10),
+            "lifetime-67k": dict(n_params=66_848, seq_len=128, flops=3.105e12),
+            "lifetime-33k": dict(n_params=33_192, seq_len=128, flops=9.386e12)}
 
 
 @pytest.fixture(scope="module", params=sorted(EXPECTED))

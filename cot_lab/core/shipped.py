@@ -68,6 +68,13 @@ SPECS: dict[str, ShippedSpec] = {
                               about="near compute-optimal at 4e12 FLOPs (~99 tokens/parameter), laptop seq_len"),
     "smoke-29k": ShippedSpec(32, 1, 2, seq_len=64, flops=3e10, eval_sequences=32,
                              about="tiny, for the smoke profile (CI): trains in seconds"),
+    # Notebook 04's closing pair, planned by `cot_lab.inference.closing.closing_pair` from the shipped laptop law of
+    # notebook 02 (a test ties these FLOPs to it): at one target loss (3.1999 nats/token), the ladder rung that is
+    # compute-optimal for it, and the rung below trained on the tokens the law says bring it to the same loss.
+    "lifetime-67k": ShippedSpec(32, 4, 4, seq_len=128, flops=3.105e12, eval_sequences=128, corpus="synthetic-v3",
+                                about="compute-optimal for notebook 04's target loss (~76 tokens/parameter)"),
+    "lifetime-33k": ShippedSpec(24, 3, 3, seq_len=128, flops=9.386e12, eval_sequences=128, corpus="synthetic-v3",
+                                about="over-trained to notebook 04's target loss (~886 tokens/parameter)"),
 }
 
 

@@ -8,7 +8,10 @@ serve enough tokens (Sardana et al. 2024, arXiv 2401.00448). Here both are rungs
     trainer counts them), trained for that optimum's tokens;
   * rung SMALL_RUNG is trained for the tokens that the same law says bring it to the same loss: far more tokens
     per parameter than the optimum (over-trained), for more training FLOPs;
-  * the break-even is the number of inference tokens at which the smaller rung is the lifetime optimum.
+  * the break-even is the number of served tokens at which the two models' lifetime FLOPs are equal (a served
+    token costs a forward pass, a third of the trainer's count); past it the smaller model is the cheaper one;
+  * `optimal_from_inference_tokens` is where the law's lifetime optimum itself has shrunk to the smaller rung,
+    later than the break-even: between the two, sizes between the rungs would be cheaper still.
 
 `closing_pair(law)` computes the pair from a law; the shipped pair (`cot_lab/precomputed/models/lifetime-*`,
 trained with `python -m cot_lab.core.shipped build NAME`) was planned from the shipped laptop law of notebook
@@ -55,7 +58,8 @@ class ClosingPair:
     target_loss: float                    # nats/token
     chinchilla: ClosingModel
     overtrained: ClosingModel
-    break_even_inference_tokens: float    # served tokens at which the smaller rung is the lifetime optimum
+    break_even_inference_tokens: float    # served tokens at which both models' lifetime FLOPs are equal
+    optimal_from_inference_tokens: float  # served tokens from which the law's lifetime optimum is the smaller rung
 
     @property
     def models(self) -> tuple[ClosingModel, ClosingModel]:
@@ -99,10 +103,18 @@ def closing_pair(law: ScalingLaw, *, seq_len: int = 128, vocab_size: int = 512, 
         return ClosingModel(role, cfg, n, tokens, tokens * flops_per_token(cfg), float(law.loss(n, tokens)))
 
     chinchilla, overtrained = planned("chinchilla", big), planned("overtrained", small)
-    return ClosingPair(target, chinchilla, overtrained, _break_even(law, target, overtrained.n_params, fpt))
+    return ClosingPair(target, chinchilla, overtrained, _break_even(chinchilla, overtrained),
+                       _optimal_from(law, target, overtrained.n_params, fpt))
 
 
-def _break_even(law: ScalingLaw, loss: float, n_params: float, fpt) -> float:
+def _break_even(big: ClosingModel, small: ClosingModel) -> float:
+    """Served tokens at which `small` (more training FLOPs, fewer per served token) costs what `big` does."""
+    # serving is forward only: a third of the trainer's training count per token (Kaplan et al. 2020, Sec. 2.1)
+    serve_big, serve_small = flops_per_token(big.config) / 3, flops_per_token(small.config) / 3
+    return (small.flops - big.flops) / (serve_big - serve_small)
+
+
+def _optimal_from(law: ScalingLaw, loss: float, n_params: float, fpt) -> float:
     """Inference tokens at which the lifetime optimum for `loss` has `n_params` parameters (it falls with them)."""
     from scipy.optimize import brentq
 
