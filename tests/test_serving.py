@@ -59,6 +59,17 @@ def test_weight_bytes_count_every_weight_once_and_skip_an_untied_lookup_table():
     assert weight_bytes_per_step(cl.build_model(moe_cfg)) == cl.active_params(moe_cfg) * 4
 
 
+@pytest.mark.parametrize("backend", ["weight-only", "torchao"])
+def test_int8_weights_are_counted_as_stored(backend):
+    model = cl.quantize(cl.build_model(TINY), "int8", backend=backend)
+    # by hand: each block matrix keeps one int8 per weight and one fp32 scale per output row (torchao keeps an
+    # int8 zero point per row too); the tied embedding, the norms and the head stay fp32
+    linears = [(32, 32)] * 4 + [(32, TINY.d_ff)] * 2 + [(TINY.d_ff, 32)]  # (in, out): q k v o, gate up, down
+    per_layer = sum(i * o * 1 + o * 4 + (o if backend == "torchao" else 0) for i, o in linears)
+    fp32_params = cl.count_params(TINY).total - TINY.n_layer * sum(i * o for i, o in linears)
+    assert weight_bytes_per_step(model) == TINY.n_layer * per_layer + fp32_params * 4
+
+
 def test_a_mixture_of_experts_is_measured_too():
     cfg = TINY.replace(arch="moe", n_experts=4, top_k=2)
     report = measure_serving(cl.build_model(cfg, seed=0), batch_sizes=(2,), prompt_tokens=6, new_tokens=3, repeats=1,

@@ -66,17 +66,30 @@ def cache_bytes_per_token(cache) -> float:
     return total / (keys.shape[0] * keys.shape[-2])
 
 
+def stored_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor keeps in memory (bytes): a quantized tensor subclass (torchao's Int8Tensor) by its inner
+    tensors (int8 data, scales), since its own dtype and element size are those of the values it stands for."""
+    if hasattr(tensor, "__tensor_flatten__"):
+        inner, _ = tensor.__tensor_flatten__()
+        return sum(stored_bytes(getattr(tensor, name)) for name in inner)
+    return tensor.numel() * tensor.element_size()
+
+
 def weight_bytes_per_step(model) -> int:
-    """Parameter bytes one decode step must read at least (bytes): every weight once, tied ones once.
+    """Weight bytes one decode step must read at least (bytes): every weight once, tied ones once, quantized
+    ones as stored (`stored_bytes`; the kit's weight-only int8 keeps them in buffers, which count too).
 
     An untied input embedding is left out: a step looks up one row per sequence, not the table (a tied table is
     read whole anyway, as the output head). For a Mixture of Experts only top_k experts per layer are counted,
     the fewest a step can touch (every sequence routed alike), so that the ceiling stays an upper bound.
     """
-    total = sum(p.numel() * p.element_size() for p in model.parameters())  # parameters() yields tied ones once
+    total = sum(stored_bytes(p) for p in model.parameters())  # parameters() yields tied ones once
+    # persistent buffers hold weights (int8 data and scales); the non-persistent ones (rotary frequencies) do not
+    persistent = set(model.state_dict(keep_vars=True))
+    total += sum(stored_bytes(b) for name, b in model.named_buffers() if name in persistent)
     embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
     if embed is not head:
-        total -= embed.numel() * embed.element_size()
+        total -= stored_bytes(embed)
     cfg = config_of(model)
     if cfg.arch == "moe":
         total -= (count_params(cfg).total - active_params(cfg)) * embed.element_size()
