@@ -5,7 +5,8 @@
     run = cl.train(cfg, cl.load_corpus("synthetic"), flops=3e11)
 
 Public re-exports only; the code lives in `core/` (what every notebook uses), `data/` (corpora),
-`ui/` (the notebook kit) and one package per course topic (`start`, `budgets`, `scaling`, `compress`, `inference`).
+`ui/` (the notebook kit) and one package per course topic (`start`, `budgets`, `scaling`, `compress`, `inference`,
+`hparams`).
 Importing defines names only: no seeds, no downloads, no device initialisation, and neither
 ipywidgets, matplotlib nor transformers is imported until something needs it.
 """
@@ -31,6 +32,7 @@ from cot_lab.core.shipped import shipped_model
 from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
+from cot_lab.hparams import NoiseScale, NoiseScaleCallback, gradient_noise_scale
 from cot_lab.inference import (BatchServing, LifetimeCost, LifetimeOptimum, ModelCost, ServingReport, kv_bytes_per_token,
                                lifetime_cost, lifetime_optimum, measure_memory_bandwidth, measure_serving)
 from cot_lab.lab import setup_notebook
@@ -57,4 +59,6 @@ __all__ = [
     # training vs inference cost
     "lifetime_optimum", "LifetimeOptimum", "lifetime_cost", "LifetimeCost", "ModelCost", "measure_serving",
     "ServingReport", "BatchServing", "kv_bytes_per_token", "measure_memory_bandwidth",
+    # batch size and learning rate
+    "gradient_noise_scale", "NoiseScale", "NoiseScaleCallback",
 ]
