@@ -32,7 +32,7 @@ from cot_lab.core.shipped import shipped_model
 from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
-from cot_lab.hparams import NoiseScale, NoiseScaleCallback, gradient_noise_scale
+from cot_lab.hparams import HparamSweep, NoiseScale, NoiseScaleCallback, batch_sweep, gradient_noise_scale, lr_sweep
 from cot_lab.inference import (BatchServing, LifetimeCost, LifetimeOptimum, ModelCost, ServingReport, kv_bytes_per_token,
                                lifetime_cost, lifetime_optimum, measure_memory_bandwidth, measure_serving)
 from cot_lab.lab import setup_notebook
@@ -60,5 +60,5 @@ __all__ = [
     "lifetime_optimum", "LifetimeOptimum", "lifetime_cost", "LifetimeCost", "ModelCost", "measure_serving",
     "ServingReport", "BatchServing", "kv_bytes_per_token", "measure_memory_bandwidth",
     # batch size and learning rate
-    "gradient_noise_scale", "NoiseScale", "NoiseScaleCallback",
+    "gradient_noise_scale", "NoiseScale", "NoiseScaleCallback", "lr_sweep", "batch_sweep", "HparamSweep",
 ]

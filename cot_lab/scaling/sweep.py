@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cot_lab.core import validate
 from cot_lab.core.accounting import count_params, flops_per_token
-from cot_lab.core.callbacks import Callback, TrainState
 from cot_lab.core.config import ModelConfig
 from cot_lab.core.interrupts import validate_stop
 from cot_lab.data.base import Corpus
 from cot_lab.core.recipe import batch_size_for
 from cot_lab.core.runs import Run, RunStore
 from cot_lab.core.shapes import sizes_around
+from cot_lab.scaling.progress import SweepProgress
 
 MIN_STEPS = 30  # fewer optimizer steps than this and warmup plus cosine is not a real schedule
 
@@ -35,6 +35,7 @@ class SweepPoint:
     flops: float
     config: ModelConfig
     batch_size: int = 16  # sequences of config.seq_len tokens per optimizer step
+    lr: float | None = None  # peak learning rate; None: the recipe's `default_lr(config)`
 
     @property
     def n_params(self) -> int:
@@ -75,7 +76,7 @@ class SweepPlan:
 
         return pd.DataFrame([dict(budget_flops=p.flops, n_params=p.n_params, d_model=p.config.d_model,
                                   n_layer=p.config.n_layer, n_head=p.config.n_head, tokens=p.tokens,
-                                  tokens_per_param=p.tokens / p.n_params, batch_size=p.batch_size,
+                                  tokens_per_param=p.tokens / p.n_params, batch_size=p.batch_size, lr=p.lr,
                                   steps=int(p.tokens // (p.batch_size * p.config.seq_len)))
                              for p in self.points])
 
@@ -154,68 +155,6 @@ def profile_plan(profile=None, corpus: Corpus | None = None) -> SweepPlan:
                         vocab_size=corpus.vocab_size if corpus is not None else 512, **centre)
 
 
-class _SweepProgress:
-    """The sweep's progress over the FLOPs it trains now (runs already in the store are left out up front),
-    to a tqdm bar (`bar=True`) and/or a `report(fraction, text)` function (a panel's bar).
-
-    Counted per job: one run of the sweep (a plan point and a seed); `flops` gives each job's budget."""
-
-    def __init__(self, flops: list[float], stored: set[int], bar: bool, report=None):
-        self.flops, self.report = flops, report
-        self.total = sum(f for i, f in enumerate(flops) if i not in stored) or 1.0
-        self.finished_flops, self.in_flight, self.n_done = 0.0, {}, 0
-        self.bar = None
-        if bar:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=self.total, unit="FLOP", unit_scale=True, desc=self._counts())
-
-    def _counts(self) -> str:
-        return f"{self.n_done} of {len(self.flops)} runs done; FLOPs"
-
-    @property
-    def fraction(self) -> float:
-        """Share of this sweep's FLOPs to train that is trained (0..1)."""
-        return min(1.0, (self.finished_flops + sum(self.in_flight.values())) / self.total)
-
-    def step(self, index: int, flops: float) -> None:
-        """Job `index` has trained `flops` FLOPs so far."""
-        self.in_flight[index] = flops
-        self._show()
-
-    def callback(self, index: int) -> Callback:
-        """A trainer callback that reports job `index`'s steps here."""
-        progress = self
-
-        class Steps(Callback):
-            def on_step(self, state: TrainState) -> None:
-                progress.step(index, state.flops)
-        return Steps()
-
-    def finish(self, index: int, run: Run) -> None:
-        """Count a finished run; one from the store was never in the total."""
-        self.in_flight.pop(index, None)
-        self.n_done += 1
-        if not run.from_store:
-            self.finished_flops += run.flops if run.status != "ok" else self.flops[index]
-        self._show(force=True, last=run)
-
-    def _show(self, force: bool = False, last: Run | None = None) -> None:
-        training = f" · {len(self.in_flight)} training" if self.in_flight else ""
-        if self.report is not None:
-            self.report(self.fraction, f"{self.n_done} of {len(self.flops)} runs done{training}", force=force)
-        if self.bar is not None:
-            self.bar.update(self.fraction * self.total - self.bar.n)
-            if last is not None:
-                loss = f"{last.final_val_loss:.3f}" if math.isfinite(last.final_val_loss) else last.status
-                self.bar.set_description(self._counts())
-                self.bar.set_postfix({"last": f"{last.n_params / 1e3:.0f}K@{last.budget['value']:.0e}", "loss": loss})
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 @dataclass
 class SweepResult:
     """The runs of a sweep (one per planned point reached, in plan order) and whether it was stopped early."""
@@ -286,13 +225,15 @@ def _stored_jobs(plan: SweepPlan, jobs: list[tuple[int, int]], corpus: Corpus, s
 
     return {j for j, (i, seed) in enumerate(jobs)
             if store.get(plan_run(plan.points[i].config, corpus, flops=plan.points[i].flops,
-                                  batch_size=plan.points[i].batch_size, seed=seed, **train_kwargs).key,
+                                  batch_size=plan.points[i].batch_size, lr=plan.points[i].lr, seed=seed,
+                                  **train_kwargs).key,
                          status="ok") is not None}
 
 
 def job_groups(plan: SweepPlan, jobs: list[tuple[int, int]], workers: int) -> list[list[int]]:
-    """Which jobs (point, seed) train together as one batched computation (`cl.train_many`): the seeds of a
-    point, when there are at least as many such groups as workers; else one job per group.
+    """Which jobs (point, seed) train together as one batched computation (`cl.train_many`): the jobs of one
+    shape, budget and batch (a point's seeds, and the points of a learning-rate sweep), when there are at least
+    as many such groups as workers; else one job per group.
 
     Why: a group of G runs of one tiny shape costs well under G times one run, because the per-op overhead
     is shared (two seeds as one group on one core of a 2-core EPYC: 2.1x the throughput of one run at 12K
@@ -300,10 +241,11 @@ def job_groups(plan: SweepPlan, jobs: list[tuple[int, int]], workers: int) -> li
     group occupies one worker: with fewer groups than workers, runs on separate cores finish sooner. MoE
     points are never grouped.
     """
-    by_point: dict[int, list[int]] = {}
+    by_shape: dict[tuple, list[int]] = {}
     for j, (i, _) in enumerate(jobs):
-        by_point.setdefault(i, []).append(j)
-    groups = list(by_point.values())
+        point = plan.points[i]
+        by_shape.setdefault((point.config, point.flops, point.batch_size), []).append(j)
+    groups = list(by_shape.values())
     if len(groups) < workers or len(groups) == len(jobs):
         return [[j] for j in range(len(jobs))]
     out = []
@@ -325,7 +267,8 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
     `[seed]`); a point's seeds train together as one batched computation where that is faster
     (`job_groups`). `workers` > 1 trains that many runs (or groups) side by side in worker processes.
     stop: a `threading.Event` (a panel's Stop button) that ends it as an interrupt does; report:
-    `report(fraction, text, force=...)` for a panel's bar. Extra keyword arguments go to `cl.train`.
+    `report(fraction, text, force=...)` for a panel's bar. Each point trains at its own `lr` (None: the recipe's
+    rate); extra keyword arguments go to `cl.train`.
     The result's runs are in plan order, each point's seeds in the order given.
     """
     from cot_lab.core.training import train, train_many  # here: cot_lab.train the function shadows the module
@@ -342,10 +285,15 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
     for name in ("flops", "tokens", "seconds", "callbacks", "store", "progress", "batch_size", "init", "seed", "lrs"):
         if name in train_kwargs:
             raise ValueError(f"{name}= is set by the sweep itself; remove it from run_sweep's arguments")
+    if "lr" in train_kwargs:  # one rate for every point: written into the points, where each run reads its own
+        lr = train_kwargs.pop("lr")
+        if any(p.lr is not None for p in plan):
+            raise ValueError("lr= is given and the plan's points carry their own rates; give one or the other")
+        plan = SweepPlan([replace(p, lr=lr) for p in plan])
     store = RunStore() if store is None else store
     jobs = [(i, s) for i in range(len(plan)) for s in seeds]  # one run each: (point index, seed)
     groups = job_groups(plan, jobs, workers)
-    bar = _SweepProgress([plan.points[i].flops for i, _ in jobs], _stored_jobs(plan, jobs, corpus, store, **train_kwargs),
+    bar = SweepProgress([plan.points[i].flops for i, _ in jobs], _stored_jobs(plan, jobs, corpus, store, **train_kwargs),
                          progress, report)
     runs: dict[int, Run] = {}
     interrupted, start = False, time.perf_counter()
@@ -364,7 +312,8 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
                 run.from_store = from_store
                 finished(j, run)
 
-            tasks = [(plan.points[jobs[g[0]][0]], [(j, jobs[j][1]) for j in g]) for g in groups]
+            tasks = [(plan.points[jobs[g[0]][0]], [(j, jobs[j][1], plan.points[jobs[j][0]].lr) for j in g])
+                     for g in groups]
             interrupted = run_parallel(tasks, corpus, store, workers, train_kwargs, done, on_step=bar.step, stop=stop)
         else:
             for group in groups:
@@ -372,10 +321,11 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
                 common = dict(flops=point.flops, batch_size=point.batch_size, store=store, progress=False, stop=stop,
                               **train_kwargs)
                 if len(group) == 1:
-                    trained = [train(point.config, corpus, seed=jobs[group[0]][1], callbacks=[bar.callback(group[0])],
-                                     **common)]
+                    trained = [train(point.config, corpus, seed=jobs[group[0]][1], lr=point.lr,
+                                     callbacks=[bar.callback(group[0])], **common)]
                 else:
                     trained = train_many(point.config, corpus, seeds=[jobs[j][1] for j in group],
+                                         lrs=[plan.points[jobs[j][0]].lr for j in group],
                                          callbacks=[[bar.callback(j)] for j in group], **common)
                 for j, run in zip(group, trained):
                     finished(j, run)
@@ -391,7 +341,9 @@ def run_sweep(plan: SweepPlan, corpus: Corpus, store: RunStore | None = None, *,
             point = plan.points[i]
             if j not in runs:
                 partial = [r for r in store.runs(status="interrupted") if r.config == point.config
-                           and r.budget == {"kind": "flops", "value": point.flops} and r.hparams.get("seed") == job_seed]
+                           and r.budget == {"kind": "flops", "value": point.flops} and r.hparams.get("seed") == job_seed
+                           and r.hparams.get("batch_size") == point.batch_size
+                           and (point.lr is None or r.hparams.get("lr") == point.lr)]
                 if partial:
                     runs[j] = partial[-1]
     return SweepResult([runs[j] for j in sorted(runs)], interrupted, time.perf_counter() - start)
