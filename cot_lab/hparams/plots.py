@@ -14,6 +14,16 @@ from cot_lab.ui.figures import log_scale
 WIDTH_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
 
 
+def _finish(ax, *, log: str, xlabel: str, ylabel: str, title: str, legend: str) -> None:
+    for which in log:
+        log_scale(ax, which)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc=legend)
+    ax.set_title(title, fontsize=10)
+
+
 def lr_curves(frame, *, title: str | None = None) -> Figure:
     """Final validation loss (nats/token) against peak learning rate, one line per width; each width's best
     rate (the parabola's vertex in log lr, as the recipe pilot reads it) starred.
@@ -30,12 +40,8 @@ def lr_curves(frame, *, title: str | None = None) -> Figure:
         lr, loss, interior = best_lr(g["lr"], g["final_val_loss"])
         ax.plot([lr], [loss], "*", ms=14, color=colour, mec="black",
                 label=f"best rate at d_model {d}: {lr:.2g}" + ("" if interior else " (edge of the grid)"))
-    log_scale(ax, "x")
-    ax.set_xlabel("peak learning rate")
-    ax.set_ylabel("final validation loss (nats/token)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper center")
-    ax.set_title(title or "loss against learning rate at one budget", fontsize=10)
+    _finish(ax, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
+            title=title or "loss against learning rate at one budget", legend="upper center")
     low, high = frame["final_val_loss"].min(), frame["final_val_loss"].max()
     ax.set_ylim(low - 0.05 * (high - low), high + 0.9 * (high - low))  # room above the curves for the legend
     return fig
@@ -73,13 +79,9 @@ def steps_vs_tokens(critical: CriticalBatch, *, title: str | None = None) -> Fig
         sz = np.interp(math.log(critical.zhang), np.log(b[ok]), s[ok])
         ax.plot([sz * critical.zhang * seq], [sz], "s", color="#9467bd", ms=9,
                 label=f"Zhang et al. (20% over linear): {critical.zhang:.3g} sequences")
-    log_scale(ax, "x")
-    log_scale(ax, "y")
-    ax.set_xlabel(f"tokens to reach {critical.target_loss:.3f} nats/token")
-    ax.set_ylabel("optimizer steps to reach it")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
-    ax.set_title(title or "steps against tokens: where a bigger batch stops paying", fontsize=10)
+    _finish(ax, log="xy", xlabel=f"tokens to reach {critical.target_loss:.3f} nats/token",
+            ylabel="optimizer steps to reach it", title=title or "steps against tokens: where a bigger batch stops "
+            "paying", legend="upper right")
     return fig
 
 
@@ -131,11 +133,6 @@ def three_answers(flops: float, *, b_simple_tokens: float, mccandlish_tokens: fl
     for marker, colour, label, value in marks:
         if math.isfinite(value) and value > 0:
             ax.plot([flops], [value], marker, color=colour, ms=9, alpha=0.85, label=f"{label}: {value:,.0f} tokens")
-    log_scale(ax, "x")
-    log_scale(ax, "y")
-    ax.set_xlabel("training compute C (FLOPs)")
-    ax.set_ylabel("batch size (tokens)")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
-    ax.set_title(title or "three answers to one question: how large a batch?", fontsize=10)
+    _finish(ax, log="xy", xlabel="training compute C (FLOPs)", ylabel="batch size (tokens)",
+            title=title or "three answers to one question: how large a batch?", legend="upper left")
     return fig
