@@ -24,11 +24,12 @@ def _finish(ax, *, log: str, xlabel: str, ylabel: str, title: str, legend: str) 
     ax.set_title(title, fontsize=10)
 
 
-def lr_curves(frame, *, title: str | None = None) -> Figure:
+def lr_curves(frame, *, chosen_lr: float | None = None, measured=(), title: str | None = None) -> Figure:
     """Final validation loss (nats/token) against peak learning rate, one line per width; each width's best
     rate (the parabola's vertex in log lr, as the recipe pilot reads it) starred.
 
-    frame: rows with d_model, lr, final_val_loss (the recipe pilot's runs at one batch and beta2)."""
+    frame: rows with d_model, lr, final_val_loss (the recipe pilot's runs at one batch and beta2); chosen_lr: a
+    rate to mark (a panel's slider); measured: Runs trained at chosen points, drawn as crosses."""
     from cot_lab.scaling.recipe_pilot import best_lr
 
     if len(frame) == 0 or not {"d_model", "lr", "final_val_loss"} <= set(frame.columns):
@@ -40,6 +41,11 @@ def lr_curves(frame, *, title: str | None = None) -> Figure:
         lr, loss, interior = best_lr(g["lr"], g["final_val_loss"])
         ax.plot([lr], [loss], "*", ms=14, color=colour, mec="black",
                 label=f"best rate at d_model {d}: {lr:.2g}" + ("" if interior else " (edge of the grid)"))
+    if chosen_lr is not None:
+        ax.axvline(chosen_lr, color="#888888", ls=":", lw=1.2, label=f"your rate: {chosen_lr:.3g}")
+    for run in measured:
+        ax.plot([run.hparams["lr"]], [run.final_val_loss], "X", ms=10, color="black",
+                label=f"trained now: d_model {run.config.d_model} at {run.hparams['lr']:.3g}")
     _finish(ax, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
             title=title or "loss against learning rate at one budget", legend="upper center")
     low, high = frame["final_val_loss"].min(), frame["final_val_loss"].max()
@@ -47,10 +53,11 @@ def lr_curves(frame, *, title: str | None = None) -> Figure:
     return fig
 
 
-def steps_vs_tokens(critical: CriticalBatch, *, title: str | None = None) -> Figure:
+def steps_vs_tokens(critical: CriticalBatch, *, chosen: int | None = None, title: str | None = None) -> Figure:
     """Optimizer steps against tokens to reach the target loss, one point per batch size, with McCandlish et al.'s
     fitted trade-off S = S_min + E_min / B, perfect scaling from the smallest batch, and the critical batch both
-    ways (McCandlish's B_crit = E_min / S_min, Zhang et al.'s 20% over linear scaling)."""
+    ways (McCandlish's B_crit = E_min / S_min, Zhang et al.'s 20% over linear scaling); `chosen`, a batch size of
+    the points, is ringed (a panel's slider)."""
     seq = critical.seq_len
     b = np.asarray(critical.batch_sizes, float)
     s = np.asarray(critical.steps, float)
@@ -63,6 +70,9 @@ def steps_vs_tokens(critical: CriticalBatch, *, title: str | None = None) -> Fig
     ax.plot(tokens[ok], s[ok], "o", color="#1f77b4", ms=7, label="measured (one point per batch size)")
     for bi, ti, si in zip(b[ok], tokens[ok], s[ok]):
         ax.annotate(f"{bi:g}", (ti, si), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    if chosen is not None and chosen in critical.batch_sizes and math.isfinite(s[list(b).index(chosen)]):
+        i = list(b).index(chosen)
+        ax.plot([tokens[i]], [s[i]], "o", ms=16, mfc="none", mec="black", mew=1.5, label=f"your batch: {chosen}")
     grid = np.geomspace(b[ok].min() / 2, b[ok].max() * 2, 100)
     fitted = critical.s_min + critical.e_min / grid
     ax.plot(fitted * grid * seq, fitted, "-", color="#444444", lw=1.2,
