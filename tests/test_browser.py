@@ -2,10 +2,10 @@
 
 Each notebook is run from the menu (Run > Run All Cells) with no tracebacks, and its panel is used
 as a student would: 00's size slider and Train button, 01's budget sliders and GPU picker, 02's
-size-at-budget panel and sweep button, 03's sparsity slider and method picker, 04's requests slider.
-The checks are on what the page shows (the prebuilt jupyterlab_widgets extension renders real widget
-views). The server runs on a temporary copy of notebooks/, so the repository's notebooks are never
-saved with outputs.
+size-at-budget panel and sweep button, 03's sparsity slider and method picker, 04's requests slider,
+05's learning-rate slider. The checks are on what the page shows (the prebuilt jupyterlab_widgets
+extension renders real widget views). The server runs on a temporary copy of notebooks/, so the
+repository's notebooks are never saved with outputs.
 """
 import contextlib
 import os
@@ -325,4 +325,17 @@ def test_lifetime_panel(chromium, server, tmp_path):
                                                   n_chinchilla)
         assert _count(after) < _count(before)
         assert _count(shown_text(page, f'{panel} .cot-lab-n-params[data-law="your law"]')) < _count(your_before)
+        assert not page.errors, page.errors
+
+
+def test_learning_rate_panel(chromium, server, tmp_path):
+    panel = f"{NOTEBOOK} .cot-lab-lr-panel"
+    readout = f"{panel} .cot-lab-lr-readout"
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, "05_batch_size_and_learning_rate.ipynb", timeout_s=360)
+        page.wait_for_selector(readout, timeout=30_000)
+        # a higher rate from the keyboard: the loss read off the sweep changes, and so does its price
+        before, after = press_and_wait_for_change(page, f"{panel} .cot-lab-lr .noUi-handle", "ArrowRight", readout)
+        loss = [float(re.search(r"reads ([0-9.]+) nats/token", t).group(1)) for t in (before, after)]
+        assert loss[0] != loss[1]
         assert not page.errors, page.errors

@@ -31,6 +31,10 @@ def test_lr_curves_star_each_widths_best_rate(lr_rows):
     assert_readable(fig, must_show_y=[loss for _, loss, _ in best.values()])
     stars = [line for line in fig.axes[0].lines if line.get_marker() == "*"]
     assert sorted(float(s.get_xdata()[0]) for s in stars) == pytest.approx(sorted(lr for lr, _, _ in best.values()))
+    measured = SimpleNamespace(hparams={"lr": 0.01}, final_val_loss=3.26, config=SimpleNamespace(d_model=32))
+    marked = plots.lr_curves(lr_rows[lr_rows["d_model"] == 32], chosen_lr=0.01, measured=[measured])
+    assert_readable(marked, must_show_y=[3.26])
+    assert any(t.get_text() == "your rate: 0.01" for t in marked.axes[0].get_legend().get_texts())
     with pytest.raises(ValueError, match="frame"):
         plots.lr_curves(pd.DataFrame())
 
@@ -45,6 +49,10 @@ def test_steps_vs_tokens_marks_both_critical_batches():
     assert float(diamond.get_ydata()[0]) == pytest.approx(2 * 1000.0, rel=1e-9)
     assert float(diamond.get_xdata()[0]) == pytest.approx(2 * 1000.0 * 50.0 * 128, rel=1e-9)
     assert any("Zhang" in t.get_text() for t in ax.get_legend().get_texts())
+    ringed = plots.steps_vs_tokens(critical, chosen=8)
+    assert_readable(ringed)
+    ring, = [line for line in ringed.axes[0].lines if line.get_label() == "your batch: 8"]
+    assert float(ring.get_ydata()[0]) == pytest.approx(1000.0 * (1 + 50.0 / 8))
 
 
 def test_noise_scale_trajectory_shows_the_loss_and_b_simple():
