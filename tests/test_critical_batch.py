@@ -83,3 +83,14 @@ def test_deepseek_laws_and_where_they_are_extrapolated():
     assert deepseek_lr(np.array([1e12, 1e13])).shape == (2,)
     with pytest.raises(ValueError, match="flops"):
         deepseek_lr(-1.0)
+
+
+def test_no_critical_batch_is_claimed_where_every_batch_scales_perfectly():
+    # steps falling at least as fast as 1/B: no hyperbola with S_min > 0 fits, so B_crit lies beyond them
+    batches = [1, 2, 4, 8]
+    steps = [8000.0 / b ** 1.1 for b in batches]
+    runs = [SimpleNamespace(hparams={"batch_size": b}, config=SimpleNamespace(seq_len=128),
+                            val_curve=[[0, 0, 4.0], [2 * s, 0, 2.0]]) for b, s in zip(batches, steps)]
+    result = critical_batch(runs, 3.0)
+    assert result.s_min < 0 and result.mccandlish == math.inf
+    assert result.zhang == math.inf  # never 20% over linear scaling either

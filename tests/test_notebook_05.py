@@ -7,11 +7,11 @@ PATH = NOTEBOOK_DIR / "05_batch_size_and_learning_rate.ipynb"
 
 # The notebook's buttons train at the shipped budget (minutes); pressed here at a few seconds' worth.
 PRESS = """
-smoke_lr = LearningRatePanel(lr_frame, your_law, corpus, store, flops=3e9, batch_size=2, beta2=BETA2,
+smoke_lr = LearningRatePanel(lr_frame, your_law, corpus, store, flops=2e10, batch_size=2, beta2=BETA2,
                              eval_sequences=P.eval_sequences)
 measured = smoke_lr.train()
 print('__lr__', measured.status, measured.hparams['lr'] == smoke_lr.readout()['lr'])
-smoke_noise = NoiseScalePanel(pilot_config(corpus.vocab_size), corpus, flops=3e9, batch_size=2, every=20, store=store,
+smoke_noise = NoiseScalePanel(pilot_config(corpus.vocab_size), corpus, flops=2e10, batch_size=2, every=20, store=store,
                               eval_sequences=P.eval_sequences)
 live = smoke_noise.train()
 print('__noise__', live.status, len(smoke_noise.hook.history))

@@ -206,9 +206,11 @@ class BatchPanel(Panel):
                     f"{r['target_loss']:.3f} nats/token; perfect scaling from the smallest batch would take "
                     f"{r['linear_steps']:,.0f} steps (<b>{r['overhead']:+.0%}</b>).")
         zhang = (f"{r['zhang']:.3g} sequences" if math.isfinite(r["zhang"]) else "beyond the largest batch tried")
-        self.readout_html.value = (f"{line}<br>Critical batch: McCandlish's E_min / S_min = <b>{r['mccandlish']:.3g}"
-                                   f"</b> sequences ({r['mccandlish'] * r['seq_len']:,.0f} tokens); Zhang et al.'s "
-                                   f"20% over linear: <b>{zhang}</b>.")
+        mccandlish = (f"{r['mccandlish']:.3g} sequences ({r['mccandlish'] * r['seq_len']:,.0f} tokens)"
+                      if math.isfinite(r["mccandlish"]) else "beyond the batches that reached the target (no "
+                      "hyperbola fits: they all scale almost perfectly)")
+        self.readout_html.value = (f"{line}<br>Critical batch: McCandlish's E_min / S_min = <b>{mccandlish}</b>; "
+                                   f"Zhang et al.'s 20% over linear: <b>{zhang}</b>.")
         self.plot.outputs = (figure_display_data(steps_vs_tokens(self.critical(), chosen=r["batch_size"])),)
 
 

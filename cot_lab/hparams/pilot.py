@@ -4,8 +4,9 @@ At one width of the ladder (d_model 32 x 4 layers, 66,848 parameters, the recipe
 budget (1e12 FLOPs, the recipe pilot's), on notebook 02's language (synthetic-v3, 128 tokens of context):
 
   batch   batch sizes 1 to 64 sequences, each at 3 learning rates around the square-root rule's rate (Malladi
-          et al. 2022, arXiv 2205.10287: for Adam, lr ~ sqrt(batch)), 2x apart, so the best rate of each batch is
-          found rather than assumed; a batch's steps to a target loss are read off its best run's curve;
+          et al. 2022, arXiv 2205.10287: for Adam, lr ~ sqrt(batch)), 2x apart, extended 2x beyond an edge until
+          each batch's best rate is inside its grid, so that it is found rather than assumed; a batch's steps to
+          a target loss are read off its best run's curve;
   noise   one run at the recipe's batch and rate with `NoiseScaleCallback`: B_simple as the loss falls.
 
     python -m cot_lab.hparams.pilot run [--store DIR] [--workers 2]     # resumable: finished runs come back
@@ -56,6 +57,33 @@ def batch_plan(vocab_size: int = 512):
     return SweepPlan([SweepPoint(BUDGET, cfg, b, lr) for b in BATCHES for lr in batch_lrs(cfg, b)])
 
 
+def stored_batch_runs(store, vocab_size: int = 512) -> list:
+    """The batch part's finished runs in `store`: the planned ones and any edge extensions (`edge_plan`)."""
+    cfg = pilot_config(vocab_size)
+    return [r for r in store.runs(status="ok") if r.config == cfg and r.budget == {"kind": "flops", "value": BUDGET}
+            and r.corpus == CORPUS and r.hparams.get("eval_sequences") == EVAL_SEQUENCES
+            and r.hparams.get("batch_size") in BATCHES and r.hparams.get("seed") == 0]
+
+
+def edge_plan(store, vocab_size: int = 512):
+    """One more rate (2x beyond) for every batch whose best stored rate is the lowest or highest it was tried at,
+    so that each batch's best rate ends up inside its grid (run again until the plan is empty)."""
+    from cot_lab.scaling.sweep import SweepPlan, SweepPoint
+
+    cfg, points = pilot_config(vocab_size), []
+    runs = stored_batch_runs(store, vocab_size)
+    for b in BATCHES:
+        tried = sorted((r.hparams["lr"], r.final_val_loss) for r in runs if r.hparams["batch_size"] == b)
+        if len(tried) < 2:
+            continue
+        best = min(range(len(tried)), key=lambda i: tried[i][1])
+        if best == 0:
+            points.append(SweepPoint(BUDGET, cfg, b, tried[0][0] / 2))
+        elif best == len(tried) - 1:
+            points.append(SweepPoint(BUDGET, cfg, b, tried[-1][0] * 2))
+    return SweepPlan(points)
+
+
 def run_pilot(store, *, workers: int = 2) -> None:
     """Train both parts into `store` (the noise history goes to `store.root`/noise.json, written once)."""
     from cot_lab.core.training import train
@@ -65,6 +93,11 @@ def run_pilot(store, *, workers: int = 2) -> None:
 
     corpus = load_corpus(CORPUS)
     run_sweep(batch_plan(corpus.vocab_size), corpus, store, workers=workers, eval_sequences=EVAL_SEQUENCES)
+    for _ in range(3):  # extend every batch's rates until its best one is inside (three rounds at most)
+        edges = edge_plan(store, corpus.vocab_size)
+        if not len(edges):
+            break
+        run_sweep(edges, corpus, store, workers=workers, eval_sequences=EVAL_SEQUENCES)
     noise_path = Path(store.root) / "noise.json"
     if not noise_path.is_file():
         hook = NoiseScaleCallback(corpus, every=NOISE_EVERY, batch_size=NOISE_BATCH, accumulate=NOISE_ACCUMULATE)
@@ -92,13 +125,12 @@ def write_pilot(store, out: str | Path | None = None) -> Path:
     from cot_lab.data import load_corpus
 
     corpus = load_corpus(CORPUS)
-    runs = []
     for p in batch_plan(corpus.vocab_size):
-        run = store.get(plan_run(p.config, corpus, flops=p.flops, batch_size=p.batch_size, lr=p.lr,
-                                 eval_sequences=EVAL_SEQUENCES).key, status="ok")
-        if run is None:
+        if store.get(plan_run(p.config, corpus, flops=p.flops, batch_size=p.batch_size, lr=p.lr,
+                              eval_sequences=EVAL_SEQUENCES).key, status="ok") is None:
             raise RuntimeError(f"batch {p.batch_size} at lr {p.lr:.3g} is not in {store.root}; run the pilot first")
-        runs.append(shipped_record(run))
+    stored = sorted(stored_batch_runs(store, corpus.vocab_size), key=lambda r: (r.hparams["batch_size"], r.hparams["lr"]))
+    runs = [shipped_record(r) for r in stored]
     noise = json.loads((Path(store.root) / "noise.json").read_text())
     noise["run"] = shipped_record(_run_from(noise["run"]))
     folder = Path(out) if out else pilot_dir()

@@ -74,9 +74,10 @@ def steps_vs_tokens(critical: CriticalBatch, *, chosen: int | None = None, title
         i = list(b).index(chosen)
         ax.plot([tokens[i]], [s[i]], "o", ms=16, mfc="none", mec="black", mew=1.5, label=f"your batch: {chosen}")
     grid = np.geomspace(b[ok].min() / 2, b[ok].max() * 2, 100)
-    fitted = critical.s_min + critical.e_min / grid
-    ax.plot(fitted * grid * seq, fitted, "-", color="#444444", lw=1.2,
-            label="McCandlish et al.: (S/S_min - 1)(E/E_min - 1) = 1")
+    if critical.s_min > 0:  # else no hyperbola fits: every batch measured scales almost perfectly
+        fitted = critical.s_min + critical.e_min / grid
+        ax.plot(fitted * grid * seq, fitted, "-", color="#444444", lw=1.2,
+                label="McCandlish et al.: (S/S_min - 1)(E/E_min - 1) = 1")
     s0, b0 = s[ok][0], b[ok][0]
     ax.plot(s0 * b0 * seq * np.ones_like(grid), s0 * b0 / grid, ":", color="#2ca02c", lw=1.4,
             label=f"perfect scaling from batch {b0:g} (same tokens, fewer steps)")
