@@ -32,7 +32,8 @@ from cot_lab.core.shipped import shipped_model
 from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
-from cot_lab.hparams import HparamSweep, NoiseScale, NoiseScaleCallback, batch_sweep, gradient_noise_scale, lr_sweep
+from cot_lab.hparams import (HparamSweep, NoiseScale, NoiseScaleCallback, batch_sweep, coordinate_check,
+                             gradient_noise_scale, lr_sweep, width_sweeps)
 from cot_lab.inference import (BatchServing, LifetimeCost, LifetimeOptimum, ModelCost, ServingReport, kv_bytes_per_token,
                                lifetime_cost, lifetime_optimum, measure_memory_bandwidth, measure_serving)
 from cot_lab.lab import setup_notebook
@@ -61,4 +62,5 @@ __all__ = [
     "ServingReport", "BatchServing", "kv_bytes_per_token", "measure_memory_bandwidth",
     # batch size and learning rate
     "gradient_noise_scale", "NoiseScale", "NoiseScaleCallback", "lr_sweep", "batch_sweep", "HparamSweep",
+    "coordinate_check", "width_sweeps",
 ]

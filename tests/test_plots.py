@@ -23,7 +23,8 @@ CHECKED = {"loss_curve", "isoflop_curves", "frontier", "exponents", "size_at_bud
            "quality_vs_sparsity", "size_quality_frontier", "latency_ratios", "accounting_figure", "skill_bars",
            "skills_by_budget", "recipe_pilot",
            "lifetime_cost_vs_requests", "optimal_size_vs_requests", "serving_speed",  # test_inference_plots.py
-           "lr_curves", "steps_vs_tokens", "noise_scale_trajectory", "three_answers"}  # test_hparam_plots.py
+           "lr_curves", "steps_vs_tokens", "noise_scale_trajectory", "three_answers",  # test_hparam_plots.py
+           "width_transfer", "coordinate_check_plot"}  # test_width_transfer.py
 
 
 @pytest.fixture(scope="module")

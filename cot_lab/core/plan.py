@@ -68,7 +68,7 @@ def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, to
              beta2: float | None = None,
              device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
              micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
-             init_fingerprint: str | None = None) -> RunPlan:
+             init_fingerprint: str | None = None, mup_base_width: int | None = None) -> RunPlan:
     """Validate `train`'s arguments and work out the run without training it: steps, hyperparameters, run key.
 
     A panel calls this to look a setting up in the store (`store.get(plan.key)`) on every slider move.
@@ -118,11 +118,20 @@ def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, to
         hparams["init"] = init_fingerprint
     if micro_batch_size is not None:
         hparams["micro_batch_size"] = micro_batch_size
+    if mup_base_width is not None:  # only then: runs of the standard parametrisation keep the keys they always had
+        hparams["mup_base_width"] = _check_mup(cfg, mup_base_width)
     spec = dict(config=cfg.to_dict(), corpus=corpus.fingerprint, budget={"kind": kind, "value": value},
                 hparams=hparams, precision=precision_name(amp_dtype), device=dev.type)
     keyed = {**spec, "hparams": {k: v for k, v in hparams.items() if k not in NOT_KEYED}}
     return RunPlan(cfg, kind, value, dev, amp_dtype, precision_name(amp_dtype), tokens_per_step, per_token,
                    total_steps, hparams, spec, run_key(keyed))
+
+
+def _check_mup(cfg: ModelConfig, base_width) -> int:
+    base_width = integer("mup_base_width", base_width, hint="the width muP is tuned at, e.g. 32")
+    if cfg.arch != "dense":
+        raise ValueError(f"mup_base_width is for dense models (cfg.arch={cfg.arch!r}); train MoE models without it")
+    return base_width
 
 
 # Budgets above which "auto" compiles: on a 2-core CPU, compiling took 30-60 s the first time (4 s from

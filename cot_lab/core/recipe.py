@@ -49,10 +49,23 @@ def decayed_parameters(model) -> tuple[list, list]:
     return decay, no_decay
 
 
-def make_optimizer(model, lr: float, weight_decay: float, device: torch.device, beta2: float = BETA2):
-    """AdamW with betas (0.9, beta2), eps 1e-8, `weight_decay` on the matrices `decayed_parameters` picks."""
+def make_optimizer(model, lr: float, weight_decay: float, device: torch.device, beta2: float = BETA2,
+                   mup_base_width: int | None = None):
+    """AdamW with betas (0.9, beta2), eps 1e-8, `weight_decay` on the matrices `decayed_parameters` picks.
+
+    Each param group carries an "lr_scale" (the trainer sets a group's rate to the schedule's rate times it):
+    1 everywhere in the standard parametrisation; under muP (`mup_base_width`), 1/m on the hidden matrices and
+    the output gain (`core/mup.py`).
+    """
+    from cot_lab.core.mup import lr_scales
+
+    scales = lr_scales(model, mup_base_width)
     decay, no_decay = decayed_parameters(model)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = []
+    for params, wd in ((decay, weight_decay), (no_decay, 0.0)):
+        for scale in sorted({scales.get(id(p), 1.0) for p in params}):
+            members = [p for p in params if scales.get(id(p), 1.0) == scale]
+            groups.append({"params": members, "weight_decay": wd, "lr_scale": scale, "lr": lr * scale})
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, beta2), eps=1e-8, fused=True)
     except (RuntimeError, TypeError):  # fused kernels are missing on some devices (e.g. older MPS builds)

@@ -30,6 +30,7 @@ from cot_lab.core.checkpoint import weights_fingerprint
 from cot_lab.core.config import ModelConfig, build_model, config_of
 from cot_lab.core.device import device_name
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, mean_loss
+from cot_lab.core.mup import apply_mup_init
 from cot_lab.core.interrupts import check_stop, interrupts_deferred, validate_stop
 from cot_lab.core.plan import COMPILE_AUTO_FLOPS, RunPlan, group_key, plan_run  # noqa: F401  (re-exported)
 from cot_lab.core.recipe import lr_at, make_optimizer
@@ -48,7 +49,7 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
           device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
           micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
           callbacks: list[Callback] | tuple = (), store: RunStore | None = None, progress: bool = True,
-          init=None, stop=None) -> Run:
+          init=None, stop=None, mup_base_width: int | None = None) -> Run:
     """Train `build_model(cfg)` on `corpus` under one budget (FLOPs, tokens or wall seconds); returns a Run.
 
     FLOPs are counted with `flops_per_token(cfg, "chinchilla")`. batch_size is in sequences of
@@ -59,6 +60,8 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
     `cl.recover` passes a pruned model and a callback that keeps its zeros).
     stop: a `threading.Event` a panel's Stop button sets; the run then ends as the notebook's Stop
     (SIGINT) ends it: within a step, kept in the store marked "interrupted".
+    mup_base_width: None, the standard parametrisation; a width, muP with that width as its base
+    (`core/mup.py`: hidden-matrix init and learning rate scaled by width, output logits by 1/width).
     """
     stop = validate_stop(stop)
     fingerprint = None
@@ -70,7 +73,7 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
     plan = plan_run(cfg, corpus, flops=flops, tokens=tokens, seconds=seconds, seed=seed, batch_size=batch_size, lr=lr,
                     warmup=warmup, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, grad_clip=grad_clip, beta2=beta2,
                     device=device, precision=precision, compile=compile, micro_batch_size=micro_batch_size,
-                    eval_sequences=eval_sequences, init_fingerprint=fingerprint)
+                    eval_sequences=eval_sequences, init_fingerprint=fingerprint, mup_base_width=mup_base_width)
     callbacks = list(callbacks) + ([ProgressBar(f"{cfg.d_model}x{cfg.n_layer}")] if progress else [])
     if store is not None:
         cached = store.get(plan.key)
@@ -81,7 +84,8 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
             for cb in callbacks:
                 cb.on_end(cached)
             return cached
-    member = _Member(plan, (lambda: init) if init is not None else _fresh_model(cfg, seed), callbacks)
+    make = (lambda: init) if init is not None else _fresh_model(cfg, seed, plan.hparams.get("mup_base_width"))
+    member = _Member(plan, make, callbacks)
     return _run_group([member], corpus, store, compile, stop)[0]
 
 
@@ -118,7 +122,8 @@ def train_many(cfg: ModelConfig, corpus: Corpus, *, seeds=(0,), lrs=None, store:
                 cb.on_end(cached)
         else:
             bar = [ProgressBar(f"{cfg.d_model}x{cfg.n_layer} seed {plan.hparams['seed']}")] if progress else []
-            members.append((i, _Member(plan, _fresh_model(cfg, plan.hparams["seed"]), callbacks[i] + bar)))
+            members.append((i, _Member(plan, _fresh_model(cfg, plan.hparams["seed"], plan.hparams.get("mup_base_width")),
+                                           callbacks[i] + bar)))
     if members:
         groups = [members] if cfg.arch == "dense" else [[m] for m in members]
         for group in groups:
@@ -129,11 +134,14 @@ def train_many(cfg: ModelConfig, corpus: Corpus, *, seeds=(0,), lrs=None, store:
     return [r for r in runs if r is not None]
 
 
-def _fresh_model(cfg: ModelConfig, seed: int):
+def _fresh_model(cfg: ModelConfig, seed: int, mup_base_width: int | None = None):
     def make():
         with torch.random.fork_rng(devices=[]):  # seed the init without touching the caller's RNG
             torch.manual_seed(seed)
-            return build_model(cfg)
+            model = build_model(cfg)
+        if mup_base_width is not None:
+            apply_mup_init(model, mup_base_width)
+        return model
     return make
 
 
@@ -185,7 +193,8 @@ def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, c
         if hparams["compiled"]:
             loss_fn = torch.compile(loss_fn, dynamic=False)
         for m in members:
-            m.optimizer = make_optimizer(m.model, m.plan.hparams["lr"], hparams["weight_decay"], dev, hparams["beta2"])
+            m.optimizer = make_optimizer(m.model, m.plan.hparams["lr"], hparams["weight_decay"], dev, hparams["beta2"],
+                                         hparams.get("mup_base_width"))
             m.batches = corpus.train_batches(hparams["batch_size"], cfg.seq_len, m.plan.hparams["seed"])
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         val_rows = corpus.val_batch(hparams["eval_sequences"], cfg.seq_len)
@@ -199,7 +208,7 @@ def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, c
             for m in members:
                 m.state.lr = lr_at(progress, m.plan.hparams["lr"], hparams["warmup"], hparams["min_lr_ratio"])
                 for group in m.optimizer.param_groups:
-                    group["lr"] = m.state.lr
+                    group["lr"] = m.state.lr * group["lr_scale"]
             t0 = time.perf_counter()  # data time counts: a slow loader is the trainer's problem too
             batch = torch.stack([next(m.batches) for m in members])  # [G, B, T+1]
             while True:

@@ -132,7 +132,7 @@ def write_pilot(store, out: str | Path | None = None) -> Path:
     stored = sorted(stored_batch_runs(store, corpus.vocab_size), key=lambda r: (r.hparams["batch_size"], r.hparams["lr"]))
     runs = [shipped_record(r) for r in stored]
     noise = json.loads((Path(store.root) / "noise.json").read_text())
-    noise["run"] = shipped_record(_run_from(noise["run"]))
+    noise["run"] = shipped_record(shipped_run(noise["run"]))
     folder = Path(out) if out else pilot_dir()
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "batch.json", dict(budget=BUDGET, corpus=CORPUS, width=WIDTH, batches=BATCHES,
@@ -144,7 +144,8 @@ def write_pilot(store, out: str | Path | None = None) -> Path:
     return folder
 
 
-def _run_from(record: dict):
+def shipped_run(record: dict):
+    """A Run from a shipped record, marked as coming from a store (it has no weights to train further)."""
     from cot_lab.core.runs import Run
 
     run = Run.from_record(record)
@@ -152,32 +153,38 @@ def _run_from(record: dict):
     return run
 
 
-def load_hparams_pilot(root: str | Path | None = None) -> dict:
-    """{"batch_runs": [Run], "noise_run": Run, "noise": [dict per measurement], "manifest": dict}, checked."""
+def verified_json(folder: Path, files, rerun: str) -> tuple[dict, list]:
+    """(manifest, [each of `files` parsed]) from a shipped folder, each file checked against the manifest's sha256;
+    ValueError naming the file and `rerun` (the command that rebuilds it) if one was changed."""
     from cot_lab.core.results import sha256_file
 
-    folder = Path(root) if root else pilot_dir()
     manifest = json.loads((folder / "manifest.json").read_text())
-    for name in FILES:
+    for name in files:
         if sha256_file(folder / name) != manifest["files"][name]:
             raise ValueError(f"{folder / name} does not match its manifest's sha256; reinstall cot-lab or rerun "
-                             f"`python -m cot_lab.hparams.pilot`")
-    batch = json.loads((folder / "batch.json").read_text())
-    noise = json.loads((folder / "noise.json").read_text())
-    return dict(batch_runs=[_run_from(r) for r in batch["runs"]], noise_run=_run_from(noise["run"]),
+                             f"`{rerun}`")
+    return manifest, [json.loads((folder / name).read_text()) for name in files]
+
+
+def load_hparams_pilot(root: str | Path | None = None) -> dict:
+    """{"batch_runs": [Run], "noise_run": Run, "noise": [dict per measurement], "manifest": dict}, checked."""
+    folder = Path(root) if root else pilot_dir()
+    manifest, (batch, noise) = verified_json(folder, FILES, "python -m cot_lab.hparams.pilot")
+    return dict(batch_runs=[shipped_run(r) for r in batch["runs"]], noise_run=shipped_run(noise["run"]),
                 noise=noise["history"], manifest=manifest)
 
 
-def main(argv=None) -> int:
+def pilot_cli(argv, prog: str, run_pilot, write_pilot, workers: int) -> int:
+    """`prog run [--store DIR] [--workers N]` and `prog write [--store DIR] [--out DIR]` for a shipped experiment."""
     from cot_lab.core.runs import RunStore
 
-    parser = argparse.ArgumentParser(prog="python -m cot_lab.hparams.pilot")
+    parser = argparse.ArgumentParser(prog=prog)
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("run", "write"):
         command = sub.add_parser(name)
         command.add_argument("--store", default=None)
         if name == "run":
-            command.add_argument("--workers", type=int, default=2)
+            command.add_argument("--workers", type=int, default=workers)
         else:
             command.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -187,6 +194,10 @@ def main(argv=None) -> int:
     else:
         print(f"wrote {write_pilot(store, args.out)}")
     return 0
+
+
+def main(argv=None) -> int:
+    return pilot_cli(argv, "python -m cot_lab.hparams.pilot", run_pilot, write_pilot, workers=2)
 
 
 if __name__ == "__main__":

@@ -147,3 +147,63 @@ def three_answers(flops: float, *, b_simple_tokens: float, mccandlish_tokens: fl
     _finish(ax, log="xy", xlabel="training compute C (FLOPs)", ylabel="batch size (tokens)",
             title=title or "three answers to one question: how large a batch?", legend="upper left")
     return fig
+
+
+PARAMETRISATION_TITLES = {"standard": "standard parametrisation", "mup": "muP (base width 32)"}
+
+
+def width_transfer(sweeps: dict, *, title: str | None = None) -> Figure:
+    """Loss against peak learning rate at each width, one panel per parametrisation, every width's best rate
+    starred and joined by a vertical band: where the stars line up, the optimum transfers.
+
+    sweeps: {"standard": {width: HparamSweep}, "mup": {width: HparamSweep}} (`load_width_pilot`, or `width_sweeps`)."""
+    names = [n for n in ("standard", "mup") if n in sweeps] or list(sweeps)
+    if not names or not all(sweeps[n] for n in names):
+        raise ValueError("sweeps must map a parametrisation ('standard', 'mup') to {width: HparamSweep}")
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        bests = []
+        for colour, (width, sweep) in zip(WIDTH_COLOURS, sorted(sweeps[name].items())):
+            done = [(v, r.final_val_loss) for v, r in zip(sweep.values(), sweep.runs) if r.status == "ok"]
+            ax.plot(*zip(*done), "o-", color=colour, label=f"d_model {width}")
+            diverged = [v for v, r in zip(sweep.values(), sweep.runs) if r.status == "diverged"]
+            if diverged:
+                ax.plot(diverged, [max(loss for _, loss in done)] * len(diverged), "x", color=colour, ms=9,
+                        label=f"d_model {width}: diverged")
+            lr, loss, _ = sweep.best()
+            bests.append(lr)
+            ax.plot([lr], [loss], "*", ms=15, color=colour, mec="black")
+        ax.axvspan(min(bests), max(bests), color="#bbbbbb", alpha=0.35,
+                   label=f"best rates span x{max(bests) / min(bests):.2g}")
+        _finish(ax, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
+                title=PARAMETRISATION_TITLES.get(name, name), legend="upper center")
+    axes[0].set_ylabel("final validation loss (nats/token)")
+    fig.suptitle(title or "does the best learning rate move as the model widens? (same tokens at every width)",
+                 fontsize=11)
+    return fig
+
+
+def coordinate_check_plot(checks: dict, *, title: str | None = None) -> Figure:
+    """Yang et al.'s coordinate check: how far each layer's activations moved per coordinate after the check's last
+    step, against width, one panel per parametrisation (log-log: flat lines are what muP promises).
+
+    checks: {"standard"/"mup": DataFrame of width, step, layer, change} (`coordinate_check`, or the shipped set)."""
+    names = [n for n in ("standard", "mup") if n in checks] or list(checks)
+    if not names or any(len(checks[n]) == 0 for n in names):
+        raise ValueError("checks must map a parametrisation to a coordinate_check(...) frame")
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    axes = fig.subplots(1, len(names), sharey=True, squeeze=False)[0]
+    for ax, name in zip(axes, names):
+        frame = checks[name]
+        last = frame[frame.step == frame.step.max()]
+        for colour, (layer, g) in zip(("#444444", *WIDTH_COLOURS), last.groupby("layer", sort=False)):
+            g = g.sort_values("width")
+            slope = np.polyfit(np.log(g.width), np.log(g.change), 1)[0]
+            ax.plot(g.width, g.change, "o-", color=colour, label=f"{layer}: ~ width^{slope:.2f}")
+        _finish(ax, log="xy", xlabel="width (d_model)", ylabel="mean |change| per coordinate",
+                title=f"{PARAMETRISATION_TITLES.get(name, name)}, after step {int(frame.step.max())}",
+                legend="upper left")
+    axes[0].set_ylabel("activation change per coordinate")
+    fig.suptitle(title or "coordinate check: does each layer move the same at every width?", fontsize=11)
+    return fig
