@@ -43,3 +43,7 @@ def test_batch_and_lr_exercises_answered_and_buttons_pressed(smoke_env):  # noqa
     assert (status, same_rate) == ("ok", "True")
     status, measurements = re.search(r"__noise__ (\S+) (\d+)", text).groups()
     assert status == "ok" and int(measurements) >= 2
+    # section 5 prints the verdict read off the shipped width set (tests/test_width_transfer.py checks the set)
+    assert re.search(r"standard: from d_model 32 to 128, the best rate (moves by|stays within) x\d\.\d\d", text), text
+    assert re.search(r"mup: from d_model 32 to 128, the best rate (moves by|stays within) x\d\.\d\d", text), text
+    assert re.search(r"best loss, standard minus muP \(nats/token\): d_model 32: [+-]0\.0000", text), text

@@ -173,11 +173,15 @@ def width_transfer(sweeps: dict, *, title: str | None = None) -> Figure:
                         label=f"d_model {width}: diverged")
             lr, loss, _ = sweep.best()
             bests.append(lr)
-            ax.plot([lr], [loss], "*", ms=15, color=colour, mec="black")
+            ax.plot([lr], [loss], "*", ms=15, color=colour, mec="black", label=f"best at d_model {width}: {lr:.2g}")
         ax.axvspan(min(bests), max(bests), color="#bbbbbb", alpha=0.35,
                    label=f"best rates span x{max(bests) / min(bests):.2g}")
         _finish(ax, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
                 title=PARAMETRISATION_TITLES.get(name, name), legend="upper center")
+        ax.legend(fontsize=7, loc="upper center", ncol=2)
+    low = min(r.final_val_loss for n in names for s in sweeps[n].values() for r in s.runs if r.status == "ok")
+    high = max(r.final_val_loss for n in names for s in sweeps[n].values() for r in s.runs if r.status == "ok")
+    axes[0].set_ylim(low - 0.05 * (high - low), high + 0.8 * (high - low))  # room above the curves for the legend
     axes[0].set_ylabel("final validation loss (nats/token)")
     fig.suptitle(title or "does the best learning rate move as the model widens? (same tokens at every width)",
                  fontsize=11)
@@ -204,6 +208,9 @@ def coordinate_check_plot(checks: dict, *, title: str | None = None) -> Figure:
         _finish(ax, log="xy", xlabel="width (d_model)", ylabel="mean |change| per coordinate",
                 title=f"{PARAMETRISATION_TITLES.get(name, name)}, after step {int(frame.step.max())}",
                 legend="upper left")
+    low = min(float(checks[n].change.min()) for n in names)
+    high = max(float(checks[n].change.max()) for n in names)
+    axes[0].set_ylim(low / 2, high * (high / low) ** 0.8)  # room above the lines (log axis) for the legend
     axes[0].set_ylabel("activation change per coordinate")
     fig.suptitle(title or "coordinate check: does each layer move the same at every width?", fontsize=11)
     return fig
