@@ -6,7 +6,7 @@
 
 Public re-exports only; the code lives in `core/` (what every notebook uses), `data/` (corpora),
 `ui/` (the notebook kit) and one package per course topic (`start`, `budgets`, `scaling`, `compress`, `inference`,
-`hparams`).
+`hparams`, `moe`).
 Importing defines names only: no seeds, no downloads, no device initialisation, and neither
 ipywidgets, matplotlib nor transformers is imported until something needs it.
 """
@@ -19,7 +19,7 @@ from cot_lab.core.accounting import (ParamCount, active_params, count_params, fl
                                      model_flops_per_token, training_flops)
 from cot_lab.core.callbacks import Callback, ProgressBar, TrainState
 from cot_lab.core.checkpoint import load_model, save_model
-from cot_lab.core.config import ModelConfig, build_model, config_of
+from cot_lab.core.config import ModelConfig, build_model, config_of, experts_implementation
 from cot_lab.core.device import autocast_dtype, detect_device, device_name, measure_peak_flops, resolve_device
 from cot_lab.core.evaluate import evaluate_loss
 from cot_lab.core.law import CHINCHILLA, EPOCH_REPLICATION, ScalingLaw
@@ -37,6 +37,7 @@ from cot_lab.hparams import (HparamSweep, NoiseScale, NoiseScaleCallback, batch_
 from cot_lab.inference import (BatchServing, LifetimeCost, LifetimeOptimum, ModelCost, ServingReport, kv_bytes_per_token,
                                lifetime_cost, lifetime_optimum, measure_memory_bandwidth, measure_serving)
 from cot_lab.lab import setup_notebook
+from cot_lab.moe import RouterCallback, RouterStats, check_accounting, moe_ladder, moe_shape, router_stats
 from cot_lab.scaling.fit import fit_scaling_law
 from cot_lab.scaling.isoflop import envelope_frontier, fit_isoflop_parabolas
 from cot_lab.scaling.sweep import isoflop_plan, run_sweep
@@ -44,7 +45,7 @@ from cot_lab.scaling.sweep_fit import SweepFit, fit_sweep
 
 __all__ = [
     # models and their accounting
-    "ModelConfig", "build_model", "config_of", "preset", "size_ladder", "ladder_flops_per_token", "ParamCount", "active_params", "count_params",
+    "ModelConfig", "build_model", "config_of", "experts_implementation", "preset", "size_ladder", "ladder_flops_per_token", "ParamCount", "active_params", "count_params",
     "flops_breakdown", "flops_per_token", "model_flops_per_token", "training_flops",
     # devices and budgets
     "autocast_dtype", "detect_device", "device_name", "measure_peak_flops", "resolve_device", "GPUS", "gpu", "Budget",
@@ -63,4 +64,6 @@ __all__ = [
     # batch size and learning rate
     "gradient_noise_scale", "NoiseScale", "NoiseScaleCallback", "lr_sweep", "batch_sweep", "HparamSweep",
     "coordinate_check", "width_sweeps",
+    # dense vs Mixture-of-Experts
+    "moe_shape", "moe_ladder", "router_stats", "RouterStats", "RouterCallback", "check_accounting",
 ]

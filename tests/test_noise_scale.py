@@ -7,7 +7,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 import cot_lab as cl
-from cot_lab.core.training import next_token_loss
+from cot_lab.core.objective import next_token_loss
 from cot_lab.hparams.noise_scale import NoiseScaleTracker, measure_noise_scale, two_batch_estimates
 
 P, SIGMA = 10, 1.0  # linear regression: features, noise standard deviation

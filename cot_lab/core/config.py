@@ -139,7 +139,18 @@ def build_model(cfg: ModelConfig, *, seed: int | None = None):
     hf_cfg._attn_implementation = "sdpa"
     if seed is not None:
         torch.manual_seed(seed)
-    return model_cls(hf_cfg)
+    model = model_cls(hf_cfg)
+    if cfg.arch == "moe":
+        model.set_experts_implementation(experts_implementation(cfg))
+    return model
+
+
+def experts_implementation(cfg: ModelConfig) -> str:
+    """transformers' kernel for an MoE config's experts: "grouped_mm" (one grouped matmul over the routed tokens,
+    the fastest on a 2-core CPU: `benchmarks/moe_experts_speed.py`) where its rule of 16-byte strides holds for
+    every dtype the kit trains in (expert width d_ff a multiple of 8), else "eager" (a loop over the experts).
+    Both compute the same function, to fp32 summation order; the FLOPs counted are the model's either way."""
+    return "grouped_mm" if cfg.d_ff % 8 == 0 else "eager"
 
 
 def config_of(model) -> ModelConfig:

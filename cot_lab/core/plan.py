@@ -14,6 +14,7 @@ from cot_lab.core.accounting import flops_per_token
 from cot_lab.core.config import ModelConfig
 from cot_lab.core.device import autocast_dtype, precision_name, resolve_device
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES
+from cot_lab.core.objective import DEFAULT_AUX_LOSS_COEF
 from cot_lab.core.recipe import BETA2, default_lr
 from cot_lab.core.runs import NOT_KEYED, run_key
 from cot_lab.core.validate import fraction, integer, number
@@ -68,7 +69,8 @@ def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, to
              beta2: float | None = None,
              device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
              micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
-             init_fingerprint: str | None = None, mup_base_width: int | None = None) -> RunPlan:
+             init_fingerprint: str | None = None, mup_base_width: int | None = None,
+             aux_loss_coef: float | None = None) -> RunPlan:
     """Validate `train`'s arguments and work out the run without training it: steps, hyperparameters, run key.
 
     A panel calls this to look a setting up in the store (`store.get(plan.key)`) on every slider move.
@@ -120,6 +122,11 @@ def plan_run(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, to
         hparams["micro_batch_size"] = micro_batch_size
     if mup_base_width is not None:  # only then: runs of the standard parametrisation keep the keys they always had
         hparams["mup_base_width"] = _check_mup(cfg, mup_base_width)
+    if cfg.arch == "moe":  # MoE keys only: every dense key stays as it was
+        hparams["aux_loss_coef"] = _check_aux_loss_coef(aux_loss_coef)
+    elif aux_loss_coef is not None:
+        raise ValueError(f"aux_loss_coef={aux_loss_coef!r} weights an MoE router's balance loss; cfg.arch is "
+                         f"{cfg.arch!r}: leave it None or train an MoE (cl.ModelConfig(arch='moe'))")
     spec = dict(config=cfg.to_dict(), corpus=corpus.fingerprint, budget={"kind": kind, "value": value},
                 hparams=hparams, precision=precision_name(amp_dtype), device=dev.type)
     keyed = {**spec, "hparams": {k: v for k, v in hparams.items() if k not in NOT_KEYED}}
@@ -132,6 +139,12 @@ def _check_mup(cfg: ModelConfig, base_width) -> int:
     if cfg.arch != "dense":
         raise ValueError(f"mup_base_width is for dense models (cfg.arch={cfg.arch!r}); train MoE models without it")
     return base_width
+
+
+def _check_aux_loss_coef(coef) -> float:
+    if coef is None:
+        return DEFAULT_AUX_LOSS_COEF
+    return number("aux_loss_coef", coef, low=0.0, low_open=False, hint="e.g. 0, 1e-3 or 1e-2 (Switch's alpha)")
 
 
 # Budgets above which "auto" compiles: on a 2-core CPU, compiling took 30-60 s the first time (4 s from

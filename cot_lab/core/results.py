@@ -123,3 +123,45 @@ def load_results(profile: str = "laptop", root: str | os.PathLike | None = None)
     for run in holdout["runs"]:
         run.from_store = True
     return {"runs": runs, "holdout": holdout, "manifest": manifest}
+
+
+def shipped_run(record: dict):
+    """A Run from a shipped record, marked as coming from a store (it has no weights to train further)."""
+    run = Run.from_record(record)
+    run.from_store = True
+    return run
+
+
+def verified_json(folder: Path, files, rerun: str) -> tuple[dict, list]:
+    """(manifest, [each of `files` parsed]) from a shipped folder, each file checked against the manifest's sha256;
+    ValueError naming the file and `rerun` (the command that rebuilds it) if one was changed."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in files:
+        if sha256_file(folder / name) != manifest["files"][name]:
+            raise ValueError(f"{folder / name} does not match its manifest's sha256; reinstall cot-lab or rerun "
+                             f"`{rerun}`")
+    return manifest, [json.loads((folder / name).read_text()) for name in files]
+
+
+def pilot_cli(argv, prog: str, run_pilot, write_pilot, workers: int) -> int:
+    """`prog run [--store DIR] [--workers N]` and `prog write [--store DIR] [--out DIR]` for a shipped experiment."""
+    import argparse
+
+    from cot_lab.core.runs import RunStore
+
+    parser = argparse.ArgumentParser(prog=prog)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("run", "write"):
+        command = sub.add_parser(name)
+        command.add_argument("--store", default=None)
+        if name == "run":
+            command.add_argument("--workers", type=int, default=workers)
+        else:
+            command.add_argument("--out", default=None)
+    args = parser.parse_args(argv)
+    store = RunStore(args.store) if args.store else RunStore()
+    if args.command == "run":
+        run_pilot(store, workers=args.workers)
+    else:
+        print(f"wrote {write_pilot(store, args.out)}")
+    return 0

@@ -22,7 +22,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from cot_lab.core import stacked_llama
 from cot_lab.core.callbacks import Callback, ProgressBar, TrainState
@@ -31,6 +30,7 @@ from cot_lab.core.config import ModelConfig, build_model, config_of
 from cot_lab.core.device import device_name
 from cot_lab.core.evaluate import DEFAULT_EVAL_SEQUENCES, mean_loss
 from cot_lab.core.mup import apply_mup_init
+from cot_lab.core.objective import moe_objective, next_token_loss
 from cot_lab.core.interrupts import check_stop, interrupts_deferred, validate_stop
 from cot_lab.core.plan import COMPILE_AUTO_FLOPS, RunPlan, group_key, plan_run  # noqa: F401  (re-exported)
 from cot_lab.core.recipe import lr_at, make_optimizer
@@ -49,19 +49,19 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
           device: str | torch.device | None = None, precision: str = "auto", compile: bool | str = "auto",
           micro_batch_size: int | None = None, eval_sequences: int = DEFAULT_EVAL_SEQUENCES,
           callbacks: list[Callback] | tuple = (), store: RunStore | None = None, progress: bool = True,
-          init=None, stop=None, mup_base_width: int | None = None) -> Run:
+          init=None, stop=None, mup_base_width: int | None = None, aux_loss_coef: float | None = None) -> Run:
     """Train `build_model(cfg)` on `corpus` under one budget (FLOPs, tokens or wall seconds); returns a Run.
 
     FLOPs are counted with `flops_per_token(cfg, "chinchilla")`. batch_size is in sequences of
     cfg.seq_len tokens; lr=None takes `default_lr(cfg)`; warmup is a fraction of the budget.
-    compile: True/False, or "auto" = `torch.compile` when the budget is large enough to repay the
-    compile time (see `COMPILE_AUTO_FLOPS`). With `store`, a run with the same key returns at once.
+    compile: True/False, or "auto" (`COMPILE_AUTO_FLOPS`). With `store`, a run with the same key returns at once.
     init: a model of shape `cfg` to train further, in place, instead of a fresh one (fine-tuning:
     `cl.recover` passes a pruned model and a callback that keeps its zeros).
     stop: a `threading.Event` a panel's Stop button sets; the run then ends as the notebook's Stop
     (SIGINT) ends it: within a step, kept in the store marked "interrupted".
     mup_base_width: None, the standard parametrisation; a width, muP with that width as its base
     (`core/mup.py`: hidden-matrix init and learning rate scaled by width, output logits by 1/width).
+    aux_loss_coef: MoE only, the weight of the router's balance loss (None: 1e-2, `core/objective.py`).
     """
     stop = validate_stop(stop)
     fingerprint = None
@@ -73,7 +73,8 @@ def train(cfg: ModelConfig, corpus: Corpus, *, flops: float | None = None, token
     plan = plan_run(cfg, corpus, flops=flops, tokens=tokens, seconds=seconds, seed=seed, batch_size=batch_size, lr=lr,
                     warmup=warmup, min_lr_ratio=min_lr_ratio, weight_decay=weight_decay, grad_clip=grad_clip, beta2=beta2,
                     device=device, precision=precision, compile=compile, micro_batch_size=micro_batch_size,
-                    eval_sequences=eval_sequences, init_fingerprint=fingerprint, mup_base_width=mup_base_width)
+                    eval_sequences=eval_sequences, init_fingerprint=fingerprint, mup_base_width=mup_base_width,
+                    aux_loss_coef=aux_loss_coef)
     callbacks = list(callbacks) + ([ProgressBar(f"{cfg.d_model}x{cfg.n_layer}")] if progress else [])
     if store is not None:
         cached = store.get(plan.key)
@@ -189,7 +190,7 @@ def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, c
         for model in models:
             model.to(dev).train()
             model.set_attn_implementation(hparams["attention"])
-        loss_fn = _group_loss(models, cfg, hparams["attention"])
+        loss_fn = _group_loss(models, cfg, hparams["attention"], hparams.get("aux_loss_coef"))
         if hparams["compiled"]:
             loss_fn = torch.compile(loss_fn, dynamic=False)
         for m in members:
@@ -224,7 +225,8 @@ def _run_group(members: list[_Member], corpus: Corpus, store: RunStore | None, c
                         micro //= 2  # same effective batch, split into more accumulation steps
                     elif hparams["compiled"] and compile == "auto" and step == 0:
                         warnings.warn(f"torch.compile failed ({type(error).__name__}: {error}); training uncompiled")
-                        loss_fn, hparams = _group_loss(models, cfg, hparams["attention"]), {**hparams, "compiled": False}
+                        hparams = {**hparams, "compiled": False}
+                        loss_fn = _group_loss(models, cfg, hparams["attention"], hparams.get("aux_loss_coef"))
                     else:
                         raise
             elapsed_s += time.perf_counter() - t0
@@ -293,8 +295,9 @@ def _is_oom(error: BaseException) -> bool:
     return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
 
 
-def _group_loss(models: list, cfg: ModelConfig, attention: str):
-    """loss(rows [G, b, T+1]) -> mean next-token loss per member [G] (nats/token).
+def _group_loss(models: list, cfg: ModelConfig, attention: str, aux_loss_coef: float | None = None):
+    """loss(rows [G, b, T+1]) -> (objective, mean next-token loss) per member, each [G] (nats/token); they differ
+    only for MoE, whose objective adds aux_loss_coef x the router's balance loss (`core/objective.py`).
 
     Dense Llama models go through the stacked forward (`core/stacked_llama.py`); anything else (MoE) is
     one model through its own transformers forward.
@@ -303,21 +306,22 @@ def _group_loss(models: list, cfg: ModelConfig, attention: str):
         settings = stacked_llama.hf_settings(models[0])
 
         def stacked(rows):
-            return stacked_llama.losses(stacked_llama.stack_weights(models), rows, cfg, attention, **settings)
+            loss = stacked_llama.losses(stacked_llama.stack_weights(models), rows, cfg, attention, **settings)
+            return loss, loss
         return stacked
     if len(models) != 1:
         raise ValueError(f"only dense Llama models train as a group (got {type(models[0]).__name__})")
     model = models[0]
+    if aux_loss_coef is None:
+        def single(rows):
+            loss = next_token_loss(model, rows[0]).unsqueeze(0)
+            return loss, loss
+        return single
 
-    def single(rows):
-        return next_token_loss(model, rows[0]).unsqueeze(0)
-    return single
-
-
-def next_token_loss(model, rows: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy (nats/token) of predicting rows[:, 1:] from rows[:, :-1]; rows [b, T+1]."""
-    logits = model(input_ids=rows[:, :-1]).logits  # [b, T, vocab]
-    return F.cross_entropy(logits.flatten(0, 1), rows[:, 1:].flatten())
+    def routed(rows):
+        objective, ce = moe_objective(model, rows[0], aux_loss_coef)
+        return objective.unsqueeze(0), ce.unsqueeze(0)
+    return routed
 
 
 def _train_step(loss_fn, members: list[_Member], scaler, batch, micro, dev, amp_dtype, grad_clip) -> list[float]:
@@ -329,11 +333,12 @@ def _train_step(loss_fn, members: list[_Member], scaler, batch, micro, dev, amp_
     for start in range(0, n_rows, micro):
         chunk = batch[:, start:start + micro]
         with torch.autocast(dev.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            losses = loss_fn(chunk)  # [G]; compiled together with the loss when compiling
-        scaled = losses * (chunk.shape[1] / n_rows)
+            objective, losses = loss_fn(chunk)  # [G] each; compiled together with the loss when compiling
+        share = chunk.shape[1] / n_rows
+        scaled = objective * share
         # Summed over members: member g's weights get the gradient of its own loss only.
         (scaler.scale(scaled.sum()) if scaler else scaled.sum()).backward()
-        total += scaled.detach()
+        total += losses.detach() * share
     for m in members:
         if scaler:
             scaler.unscale_(m.optimizer)

@@ -137,7 +137,7 @@ def measure_noise_scale(grad_fn: Callable[[object], list[torch.Tensor]], sample:
 
 def _language_model_gradients(model, device):
     """grad_fn for `measure_noise_scale`: the gradient of the mean next-token loss, left out of `.grad`."""
-    from cot_lab.core.training import next_token_loss
+    from cot_lab.core.objective import next_token_loss
 
     params = [p for p in model.parameters() if p.requires_grad]
 

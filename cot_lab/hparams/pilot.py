@@ -17,7 +17,6 @@ with notebook 02; `load_hparams_pilot` returns this set as Runs, sha256-checked 
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 
 from cot_lab.core.config import ModelConfig
 from cot_lab.core.recipe import batch_size_for, default_lr
+from cot_lab.core.results import pilot_cli, shipped_run, verified_json
 
 BUDGET = 1e12
 SEQ_LEN = 128
@@ -144,56 +144,12 @@ def write_pilot(store, out: str | Path | None = None) -> Path:
     return folder
 
 
-def shipped_run(record: dict):
-    """A Run from a shipped record, marked as coming from a store (it has no weights to train further)."""
-    from cot_lab.core.runs import Run
-
-    run = Run.from_record(record)
-    run.from_store = True
-    return run
-
-
-def verified_json(folder: Path, files, rerun: str) -> tuple[dict, list]:
-    """(manifest, [each of `files` parsed]) from a shipped folder, each file checked against the manifest's sha256;
-    ValueError naming the file and `rerun` (the command that rebuilds it) if one was changed."""
-    from cot_lab.core.results import sha256_file
-
-    manifest = json.loads((folder / "manifest.json").read_text())
-    for name in files:
-        if sha256_file(folder / name) != manifest["files"][name]:
-            raise ValueError(f"{folder / name} does not match its manifest's sha256; reinstall cot-lab or rerun "
-                             f"`{rerun}`")
-    return manifest, [json.loads((folder / name).read_text()) for name in files]
-
-
 def load_hparams_pilot(root: str | Path | None = None) -> dict:
     """{"batch_runs": [Run], "noise_run": Run, "noise": [dict per measurement], "manifest": dict}, checked."""
     folder = Path(root) if root else pilot_dir()
     manifest, (batch, noise) = verified_json(folder, FILES, "python -m cot_lab.hparams.pilot")
     return dict(batch_runs=[shipped_run(r) for r in batch["runs"]], noise_run=shipped_run(noise["run"]),
                 noise=noise["history"], manifest=manifest)
-
-
-def pilot_cli(argv, prog: str, run_pilot, write_pilot, workers: int) -> int:
-    """`prog run [--store DIR] [--workers N]` and `prog write [--store DIR] [--out DIR]` for a shipped experiment."""
-    from cot_lab.core.runs import RunStore
-
-    parser = argparse.ArgumentParser(prog=prog)
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name in ("run", "write"):
-        command = sub.add_parser(name)
-        command.add_argument("--store", default=None)
-        if name == "run":
-            command.add_argument("--workers", type=int, default=workers)
-        else:
-            command.add_argument("--out", default=None)
-    args = parser.parse_args(argv)
-    store = RunStore(args.store) if args.store else RunStore()
-    if args.command == "run":
-        run_pilot(store, workers=args.workers)
-    else:
-        print(f"wrote {write_pilot(store, args.out)}")
-    return 0
 
 
 def main(argv=None) -> int:

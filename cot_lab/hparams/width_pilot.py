@@ -107,7 +107,7 @@ def load_width_pilot(root: str | Path | None = None) -> dict:
     against the manifest's sha256."""
     import pandas as pd
 
-    from cot_lab.hparams.pilot import shipped_run, verified_json
+    from cot_lab.core.results import shipped_run, verified_json
     from cot_lab.hparams.sweeps import HparamSweep
 
     folder = Path(root) if root else pilot_dir()
@@ -122,7 +122,7 @@ def load_width_pilot(root: str | Path | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    from cot_lab.hparams.pilot import pilot_cli
+    from cot_lab.core.results import pilot_cli
 
     return pilot_cli(argv, "python -m cot_lab.hparams.width_pilot", run_pilot, write_pilot, workers=1)
 
