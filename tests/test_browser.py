@@ -339,3 +339,19 @@ def test_learning_rate_panel(chromium, server, tmp_path):
         loss = [float(re.search(r"reads ([0-9.]+) nats/token", t).group(1)) for t in (before, after)]
         assert loss[0] != loss[1]
         assert not page.errors, page.errors
+
+
+def test_router_panel(chromium, server, tmp_path):
+    panel = f"{NOTEBOOK} .cot-lab-router-panel"
+    readout, figure = f"{panel} .cot-lab-router-readout", f"{panel} .cot-lab-output img"
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, "06_dense_vs_moe.ipynb", timeout_s=360)
+        page.wait_for_selector(figure, timeout=30_000)
+        image = page.locator(figure).first.get_attribute("src")
+        # more experts from the keyboard: another shipped run, its load histogram redrawn with more bars
+        before, after = press_and_wait_for_change(page, f"{panel} .cot-lab-experts .noUi-handle", "ArrowRight", readout)
+        experts = [int(re.search(r"(\d+) experts, top-", t).group(1)) for t in (before, after)]
+        assert experts[1] > experts[0]
+        page.wait_for_function("([sel, old]) => document.querySelector(sel).getAttribute('src') !== old",
+                               arg=[figure, image], timeout=30_000)
+        assert not page.errors, page.errors

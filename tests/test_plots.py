@@ -12,19 +12,22 @@ from cot_lab.budgets import plots as budget_plots
 from cot_lab.compress import plots as compress_plots
 from cot_lab.hparams import plots as hparam_plots
 from cot_lab.inference import plots as inference_plots
+from cot_lab.moe import plots as moe_plots
 from cot_lab.core import results
 from cot_lab.scaling import plots as scaling_plots
 from cot_lab.scaling.sweep_fit import fit_sweep
 from cot_lab.ui import figures
 from cot_lab.ui.figure_check import assert_readable
 
-PLOT_MODULES = (figures, scaling_plots, compress_plots, budget_plots, inference_plots, hparam_plots)
+PLOT_MODULES = (figures, scaling_plots, compress_plots, budget_plots, inference_plots, hparam_plots, moe_plots)
 CHECKED = {"loss_curve", "isoflop_curves", "frontier", "exponents", "size_at_budget", "prediction_check",
            "quality_vs_sparsity", "size_quality_frontier", "latency_ratios", "accounting_figure", "skill_bars",
            "skills_by_budget", "recipe_pilot",
            "lifetime_cost_vs_requests", "optimal_size_vs_requests", "serving_speed",  # test_inference_plots.py
            "lr_curves", "steps_vs_tokens", "noise_scale_trajectory", "three_answers",  # test_hparam_plots.py
-           "width_transfer", "coordinate_check_plot"}  # test_width_transfer.py
+           "width_transfer", "coordinate_check_plot",  # test_width_transfer.py
+           "isoflop_comparison", "memory_comparison", "wall_clock_comparison", "router_load",
+           "serving_tradeoff"}  # test_moe_shipped.py
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,10 @@ shapes    MoE shapes matched to a dense model's active FLOPs (granularity G = d_
 flops     the kit's parameter and FLOP counts checked against the model's tensors and torch's FlopCounterMode
 router    the router's health per layer: expert load, Switch balance loss, z-loss, entropies, dead experts, overflow
 callback  a trainer hook recording the router's health over training
+compare   dense against MoE at matched active FLOPs, memory and wall-clock; the effective-parameter multiplier
+measure   training milliseconds per step and serving memory and speed of dense / MoE pairs, measured
+pilot     the shipped set (precomputed/moe/): MoE partners of the laptop sweep, the router study, timing, serving
+plots, panel, checks   notebook 06's figures, router health panel and exercise checkers
 """
 from cot_lab.moe.callback import RouterCallback, RouterHistory
 from cot_lab.moe.flops import (AccountingCheck, check_accounting, measured_flops_per_token, measured_params,

@@ -21,6 +21,7 @@ trainer counts them (Hoffmann et al. 2022, arXiv 2203.15556, App. F, active para
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -62,6 +63,27 @@ def pooled_seed_sd(points, arch: str) -> float:
     if multi.empty:
         return float("nan")
     return float(np.sqrt((multi.seed_sd ** 2 * (multi.n_seeds - 1)).sum() / (multi.n_seeds - 1).sum()))
+
+
+def seed_noise(points) -> float:
+    """Half-width (nats/token) of a 90% normal interval on MoE minus dense from seed noise alone: 1.645 x
+    sqrt(sd_moe^2 / n_moe + sd_dense^2 / n_dense), each sd pooled over its architecture's points and n its seeds
+    per point; 0 when a side has one seed (no spread measured)."""
+    z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
+    total = 0.0
+    for arch in ("dense", "moe"):
+        sd = pooled_seed_sd(points, arch)
+        if not math.isfinite(sd):
+            return 0.0
+        total += sd ** 2 / float(np.median(points.n_seeds[points.arch == arch]))
+    return z * math.sqrt(total)
+
+
+def verdict(moe_loss: float, dense_loss: float, noise: float) -> str:
+    """"moe" or "dense", whichever is lower by more than `noise` (nats/token), else "tie"."""
+    if moe_loss < dense_loss - noise:
+        return "moe"
+    return "dense" if moe_loss > dense_loss + noise else "tie"
 
 
 def vertex(log_n, loss) -> tuple[float, float]:
@@ -156,31 +178,42 @@ def compute_multiplier(dense_law, loss: float, flops: float, flops_per_token) ->
 
 def matched_memory(points):
     """Per budget: the MoE's best run (seed mean) and its N_total, against the best dense model with at most that
-    many parameters (the dense parabola in log N_total, minimised up to the limit), and the winner."""
+    many parameters (the dense parabola in log N_total, minimised up to the limit), MoE - dense, and the winner
+    (`verdict` with `seed_noise`: "tie" within seed noise); when no dense rung of the sweep is that small,
+    dense_loss is NaN and the MoE wins by default (nothing else fits)."""
     import pandas as pd
 
+    noise = seed_noise(points)
     rows = []
     for budget in sorted(points.budget_flops[points.arch == "moe"].unique()):
         moe = points[(points.arch == "moe") & (points.budget_flops == budget)]
         best = moe.loc[moe.loss.idxmin()]
         dense = points[(points.arch == "dense") & (points.budget_flops == budget)]
         log_n = np.log(dense.N_total.to_numpy(float))
+        row = dict(budget_flops=budget, memory_params=int(best.N_total), moe_loss=float(best.loss),
+                   moe_d_model=int(best.d_model))
+        if math.log(best.N_total) < log_n.min():  # no dense rung of the sweep fits: nothing to compare with
+            rows.append(dict(row, dense_loss=np.nan, dense_N_total=np.nan, dense_limited=True, difference=np.nan,
+                             noise=noise, winner="moe"))
+            continue
         coefficients = np.polyfit(log_n, dense.loss.to_numpy(float), 2)
         grid = np.linspace(log_n.min(), min(log_n.max(), math.log(best.N_total)), 400)
         values = np.polyval(coefficients, grid)
         i = int(np.argmin(values))
-        rows.append(dict(budget_flops=budget, memory_params=int(best.N_total), moe_loss=float(best.loss),
-                         moe_d_model=int(best.d_model), dense_loss=float(values[i]), dense_N_total=float(math.exp(grid[i])),
-                         dense_limited=bool(i == len(grid) - 1), winner="moe" if best.loss < values[i] else "dense"))
+        rows.append(dict(row, dense_loss=float(values[i]), dense_N_total=float(math.exp(grid[i])),
+                         dense_limited=bool(i == len(grid) - 1), difference=float(best.loss - values[i]), noise=noise,
+                         winner=verdict(float(best.loss), float(values[i]), noise)))
     return pd.DataFrame(rows)
 
 
 def matched_wall_clock(points, timing, flops_table):
     """Per budget: dense's vertex loss at C FLOPs against the MoE's at C / r FLOPs, the same seconds on this machine
-    (r: the MoE's time per token over dense's, measured at the rung nearest dense's vertex). `flops_table` is
-    `matched_flops(points)`; `timing` the measured rows (d_model, moe_over_dense)."""
+    (r: the MoE's time per token over dense's, measured at the rung nearest dense's vertex), MoE - dense, and the
+    winner ("tie" within `seed_noise`). `flops_table` is `matched_flops(points)`; `timing` the measured rows
+    (d_model, moe_over_dense)."""
     import pandas as pd
 
+    noise = seed_noise(points)
     ratios = {int(t["d_model"]): float(t["moe_over_dense"]) for t in timing}
     rungs = np.array(sorted(ratios))
     log_c = np.log(flops_table.budget_flops.to_numpy(float))
@@ -198,6 +231,6 @@ def matched_wall_clock(points, timing, flops_table):
             i = slope_at
             loss = float(moe_l[i] + (moe_l[i + 1] - moe_l[i]) * (math.log(c) - log_c[i]) / (log_c[i + 1] - log_c[i]))
         rows.append(dict(budget_flops=row.budget_flops, time_ratio=r, moe_flops=c, dense_loss=row.dense_L_opt,
-                         moe_loss=loss, extrapolated=slope_at is not None,
-                         winner="moe" if loss < row.dense_L_opt else "dense"))
+                         moe_loss=loss, extrapolated=slope_at is not None, difference=loss - row.dense_L_opt,
+                         noise=noise, winner=verdict(loss, row.dense_L_opt, noise)))
     return pd.DataFrame(rows)

@@ -64,9 +64,12 @@ def _history_path(store, run_id: str) -> Path:
     return Path(store.root) / "router-histories" / f"{run_id}.json"
 
 
-def train_router_run(corpus, store, n_experts: int, top_k: int, coef: float) -> tuple:
-    """(Run, [router measurement records]) of one router-study run; the history is kept beside the store, so a
-    finished run and its history both come back at once."""
+def train_router_run(corpus, store, n_experts: int, top_k: int, coef: float, *, flops: float = ROUTER_FLOPS,
+                     every: int = ROUTER_EVERY, stop=None, callbacks=()) -> tuple:
+    """(Run, [router measurement records]) of one router-study run (`flops` FLOPs, the router measured every
+    `every` steps); the history is kept beside the store, so a finished run and its history both come back at once
+    (a stored run whose history is missing is trained again, watched).
+    stop, callbacks: as `cl.train`'s."""
     from cot_lab.core.io import write_json
     from cot_lab.core.plan import plan_run
     from cot_lab.core.recipe import batch_size_for
@@ -74,13 +77,16 @@ def train_router_run(corpus, store, n_experts: int, top_k: int, coef: float) -> 
     from cot_lab.moe.callback import RouterCallback
 
     cfg = router_config(n_experts, top_k, corpus.vocab_size)
-    kwargs = dict(flops=ROUTER_FLOPS, batch_size=batch_size_for(ROUTER_FLOPS, cfg.seq_len), aux_loss_coef=coef,
+    kwargs = dict(flops=flops, batch_size=batch_size_for(flops, cfg.seq_len), aux_loss_coef=coef,
                   eval_sequences=EVAL_SEQUENCES)
-    path = _history_path(store, plan_run(cfg, corpus, **kwargs).key)
-    watcher = RouterCallback(corpus, every=ROUTER_EVERY)
-    run = train(cfg, corpus, store=store, callbacks=[watcher], progress=False, **kwargs)
+    key = plan_run(cfg, corpus, **kwargs).key
+    path = _history_path(store, key)
+    if not path.exists() and store.get(key) is not None:  # stored without its router history: watch it again
+        store.delete(key)
+    watcher = RouterCallback(corpus, every=every)
+    run = train(cfg, corpus, store=store, callbacks=[watcher, *callbacks], progress=False, stop=stop, **kwargs)
     if watcher.history.records and run.status == "ok":
-        write_json(path, [dict(step=s, tokens=t, **stats.to_record()) for s, t, stats in watcher.history.records])
+        write_json(path, [dict(step=s, trained_tokens=t, **stats.to_record()) for s, t, stats in watcher.history.records])
     history = json.loads(path.read_text()) if path.exists() else []
     return run, history
 
