@@ -6,7 +6,7 @@
 
 Public re-exports only; the code lives in `core/` (what every notebook uses), `data/` (corpora),
 `ui/` (the notebook kit) and one package per course topic (`start`, `budgets`, `scaling`, `compress`, `inference`,
-`hparams`, `moe`).
+`hparams`, `moe`, `evaluation`).
 Importing defines names only: no seeds, no downloads, no device initialisation, and neither
 ipywidgets, matplotlib nor transformers is imported until something needs it.
 """
@@ -32,6 +32,8 @@ from cot_lab.core.shipped import shipped_model
 from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
+from cot_lab.evaluation import (GateReport, contaminate, dedup, document_losses, evaluation_gate,
+                                evaluation_gate_from_losses, ngram_overlap)
 from cot_lab.hparams import (HparamSweep, NoiseScale, NoiseScaleCallback, batch_sweep, coordinate_check,
                              gradient_noise_scale, lr_sweep, width_sweeps)
 from cot_lab.inference import (BatchServing, LifetimeCost, LifetimeOptimum, ModelCost, ServingReport, kv_bytes_per_token,
@@ -66,4 +68,7 @@ __all__ = [
     "coordinate_check", "width_sweeps",
     # dense vs Mixture-of-Experts
     "moe_shape", "moe_ladder", "router_stats", "RouterStats", "RouterCallback", "check_accounting",
+    # evaluation and data quality
+    "ngram_overlap", "contaminate", "dedup", "evaluation_gate", "evaluation_gate_from_losses", "GateReport",
+    "document_losses",
 ]

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cot_lab"
 TOPICS = ("start", "budgets", "scaling", "compress", "inference", "hparams", "moe", "evaluation", "deploy", "security")
 # A topic may import another only where the course builds on an earlier notebook.
 TOPIC_DEPENDS = {"inference": {"scaling", "budgets"}, "hparams": {"scaling"}, "moe": {"scaling", "inference"},
-                 "deploy": {"evaluation"}, "security": {"evaluation", "deploy"}}
+                 "evaluation": set(), "deploy": {"evaluation"}, "security": {"evaluation", "deploy"}}
 UI_LIBRARIES = ("ipywidgets", "matplotlib")
 MAX_LINES = 400
 

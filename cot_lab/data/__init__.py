@@ -32,6 +32,9 @@ def load_corpus(name: str | os.PathLike, **kwargs) -> Corpus:
         return local_text(name, **kwargs)
     if not isinstance(name, str):
         raise ValueError(f"name={name!r} must be a string or a path; one of {WHAT_WORKS}")
+    if name.startswith(("synthetic:", "synthetic-v3:")):  # a controlled shift: 'synthetic-v3:rare-topics'
+        base, shift = name.split(":", 1)
+        return load_corpus(base, **{"shift": shift, **kwargs})
     if name == "synthetic":
         from cot_lab.data.synthetic import SyntheticCorpus  # imported here: it is a separate, heavier module
 

@@ -26,6 +26,7 @@ from cot_lab.core.io import write_json
 from cot_lab.core.paths import subdir
 from cot_lab.data import synthetic_grammar as grammar
 from cot_lab.data import synthetic_skills as skills
+from cot_lab.data.synthetic_shift import parse_shift
 from cot_lab.data.base import Corpus
 
 CHUNK_TOKENS = 2**19     # rows are generated about this many tokens at a time (bounded memory)
@@ -51,18 +52,26 @@ def _as_rows(name: str, rows, min_len: int) -> np.ndarray:
 
 
 class SyntheticCorpus(Corpus):
-    """A generated language with an exact entropy floor; its tables are fixed by `language_seed`."""
+    """A generated language with an exact entropy floor; its tables are fixed by `language_seed`.
+
+    shift: None, or a controlled shift of the same language (a preset such as 'rare-topics' or
+    'deep-nesting', or a `synthetic_shift.ShiftSpec`): rows come from the shifted distribution and
+    `entropy` is its exact floor.
+    """
 
     DEFAULT_SEQ_LEN = 128
 
-    def __init__(self, language_seed: int = 0, version: int = 2):
+    def __init__(self, language_seed: int = 0, version: int = 2, shift=None):
         self.language_seed = validate.integer("language_seed", language_seed, low=0, hint="e.g. 0")
         if version not in grammar.VERSIONS or isinstance(version, bool):
             raise ValueError(f"version={version!r} is not a version of the language; use one of "
                              f"{sorted(grammar.VERSIONS)} (3: many small skills with Zipfian frequencies)")
         self.version = version
+        self.shift = parse_shift(shift)
         self.name = "synthetic" if version == 2 else f"synthetic-v{version}"  # what load_corpus takes back
-        self.language = grammar.Language(self.language_seed, version)
+        self.name += f":{self.shift.label}" if self.shift else ""
+        rules = self.shift.apply(grammar.VERSIONS[version]) if self.shift else None
+        self.language = grammar.Language(self.language_seed, version, rules)
         self.vocab_size = grammar.VOCAB_SIZE
         self.fingerprint = self.language.fingerprint()
         self._entropies: dict[int, tuple[float, float]] = {}
@@ -132,8 +141,9 @@ class SyntheticCorpus(Corpus):
         """p(next token = v | the whole prefix) for every id v: float64 [n, vocab_size]; rows start with <doc>."""
         rows = _as_rows("prefix_rows", prefix_rows, 1)
         step = 1024  # the candidates' preference rows are [4, step, vocab_size]: bound the memory
-        return np.concatenate([grammar.next_distribution(self.language, rows[i: i + step])
-                               for i in range(0, len(rows), step)])
+        with np.errstate(divide="ignore"):  # a shift's topics outside its set have log prior -inf
+            return np.concatenate([grammar.next_distribution(self.language, rows[i: i + step])
+                                   for i in range(0, len(rows), step)])
 
     def skill_split(self, rows) -> dict:
         """The exact floor of rows [n, T + 1] in its two parts per token, and which skill each part belongs to.
@@ -251,6 +261,8 @@ class SyntheticCorpus(Corpus):
             "The generator knows every next-token probability, so corpus.entropy is the exact"
             " loss floor (nats/token) that no model can beat.",
         ]
+        if self.shift:
+            lines.append(self.shift.describe(grammar.VERSIONS[self.version]))
         return "\n".join(lines)
 
 

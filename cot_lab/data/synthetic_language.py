@@ -35,12 +35,13 @@ def _pseudo_words(rng: np.random.Generator, count: int, taken: set, n_syll: tupl
 
 class Language:
     """All tables of one language, fixed by `seed` and `version` (2 or 3, see VERSIONS): words, class table,
-    topic tables, preference tables."""
+    topic tables, preference tables. `rules` replaces the version's Rules (a shifted copy, see
+    `synthetic_shift`); the random tables are drawn the same whatever its topic prior and grammar weights."""
 
-    def __init__(self, seed: int, version: int = 2):
+    def __init__(self, seed: int, version: int = 2, rules=None):
         rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
         self.seed, self.version = seed, version
-        self.rules = rules = VERSIONS[version]
+        self.rules = rules = VERSIONS[version] if rules is None else rules
         n_topics = rules.n_topics
         # words: English function words, pseudo-word content words, capitalised names
         taken = {w for ws in FIXED_WORDS.values() for w in ws}
@@ -93,7 +94,7 @@ class Language:
         # token-indexed view for the scorer: p(token | its class, topic k)
         self.token_topic_p = self.word_p[self.tok_class, :, self.tok_lemma]      # [VOCAB, n_topics]
         self.topic_cum = np.cumsum(rules.topic_prior)
-        self.topic_cum[-1] = 1.0
+        self.topic_cum[np.flatnonzero(rules.topic_prior)[-1]:] = 1.0  # no draw lands on a topic of prior 0
 
     def fingerprint(self) -> str:
         """First 16 hex digits of sha256 over the version, the parameters and every table."""
