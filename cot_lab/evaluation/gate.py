@@ -32,6 +32,7 @@ import torch
 
 from cot_lab.core import validate
 from cot_lab.core.evaluate import sequence_losses
+from cot_lab.evaluation.inputs import model_of, token_rows
 
 DEFAULT_TOLERANCE = 0.01   # nats/token: exp(0.01) = 1.01, about a 1% change in perplexity
 DEFAULT_CONFIDENCE = 0.9   # two-sided: each verdict is a one-sided test at 5%
@@ -125,9 +126,9 @@ def document_losses(model_or_run, rows, *, batch_size: int = 32) -> np.ndarray:
     `cl.evaluate_loss`'s number on the same rows. model_or_run: a model or a cl.Run (its model from memory or
     its store's checkpoint).
     """
-    model = _model_of(model_or_run)
+    model = model_of(model_or_run)
     batch_size = validate.integer("batch_size", batch_size, hint="rows scored at once, e.g. 32")
-    rows = _token_rows("rows", rows, model)
+    rows = token_rows("rows", rows, model)
     return sequence_losses(model, rows, batch_size=batch_size).double().mean(dim=1).numpy()
 
 
@@ -144,11 +145,11 @@ def evaluation_gate(baseline, candidate, slices: dict, *, tolerance: float = DEF
                          "e.g. {'in-distribution': corpus.val_batch(256, 128), 'shifted': ...}")
     _check_settings(tolerance, confidence, bootstrap, seed, headline, list(slices))
     batch_size = validate.integer("batch_size", batch_size, hint="rows scored at once, e.g. 32")
-    models = {"baseline": _model_of(baseline, "baseline"), "candidate": _model_of(candidate, "candidate")}
+    models = {"baseline": model_of(baseline, "baseline"), "candidate": model_of(candidate, "candidate")}
     checked = {}
     for name, rows in slices.items():  # every slice against both models before either runs
         for model in models.values():
-            checked[name] = _token_rows(f"slices[{name!r}]", rows, model)
+            checked[name] = token_rows(f"slices[{name!r}]", rows, model)
         if checked[name].shape[0] < 2:
             raise ValueError(f"slices[{name!r}] has 1 row: an interval over documents needs at least 2 documents")
     losses = {role: {name: document_losses(model, rows, batch_size=batch_size) for name, rows in checked.items()}
@@ -245,37 +246,6 @@ def _losses(name: str, value) -> np.ndarray:
         raise ValueError(f"{name} must hold finite, non-negative losses (nats/token); got {arr[bad][:5].tolist()} "
                          f"at documents {np.flatnonzero(bad)[:5].tolist()} (a diverged model scores NaN)")
     return arr
-
-
-def _model_of(model_or_run, name: str = "model_or_run"):
-    if isinstance(model_or_run, torch.nn.Module):
-        return model_or_run
-    if hasattr(model_or_run, "load_model") and hasattr(model_or_run, "run_id"):
-        return model_or_run.load_model()
-    raise ValueError(f"{name}={type(model_or_run).__name__} must be a model (e.g. cl.build_model(cfg)) or a cl.Run "
-                     "(its model is loaded from memory or its checkpoint)")
-
-
-def _token_rows(name: str, rows, model) -> torch.Tensor:
-    """`rows` as int64 [n >= 1, T+1 >= 2] token ids the model can read: ids in its vocabulary, T in its context."""
-    if not isinstance(rows, torch.Tensor):
-        try:
-            rows = torch.as_tensor(np.asarray(rows))
-        except (TypeError, ValueError, RuntimeError):
-            raise ValueError(f"{name} must be int token rows [n, T+1]; got {type(rows).__name__}") from None
-    if rows.dtype.is_floating_point or rows.dtype.is_complex or rows.dtype == torch.bool or rows.ndim != 2 \
-            or rows.shape[0] < 1 or rows.shape[1] < 2:
-        raise ValueError(f"{name} must be int token rows [n, T+1] with n >= 1 and T >= 1 (e.g. corpus.val_batch(256, "
-                         f"128)); got dtype {rows.dtype}, shape {tuple(rows.shape)}")
-    vocab = int(model.config.vocab_size)
-    context = int(getattr(model.config, "max_position_embeddings", rows.shape[1] - 1))
-    if int(rows.min()) < 0 or int(rows.max()) >= vocab:
-        raise ValueError(f"{name} holds token ids from {int(rows.min())} to {int(rows.max())}, outside the model's "
-                         f"vocabulary 0..{vocab - 1}: score rows of the corpus the model was trained on")
-    if rows.shape[1] - 1 > context:
-        raise ValueError(f"{name} has rows of {rows.shape[1]} tokens, {rows.shape[1] - 1} positions: at most the "
-                         f"model's context, {context} (rows of {context + 1} tokens)")
-    return rows.to(torch.int64)
 
 
 def _short(value) -> str:
