@@ -109,15 +109,23 @@ class Plants:
         return pd.DataFrame({"planted": planted.ravel(), "copy": copy.ravel(), "position": self.positions.ravel()})
 
 
-def contaminate(documents, planted, copies: int = 1, seed: int = 0) -> tuple[list, Plants]:
+def contaminate(documents, planted, copies: int = 1, seed: int = 0, *, horizon: int | None = None) -> tuple:
     """Insert `copies` copies of each planted document at seeded random positions in a list of training documents.
 
     Returns the new list (the originals keep their order; the objects themselves, not copies, are placed) and a
     `Plants` record of where each copy went. `documents` is a list or any finite iterable of documents (strings,
     or sequences of token ids); `planted` are the test documents to leak, of the same kind. This is the
-    plain-document version: a wrapper planting into a `Corpus`'s training stream (cl.contaminate(corpus, ...))
-    is to come and will build on this.
+    plain-document version. Given a `Corpus` first, it returns (ContaminatedCorpus, Plants) instead: copies of
+    the planted rows [k, T+1] inserted into the corpus's first `horizon` training rows (evaluation/contaminated.py).
     """
+    from cot_lab.data.base import Corpus
+
+    if isinstance(documents, Corpus):
+        from cot_lab.evaluation.contaminated import contaminate_corpus  # imported here: it imports this module
+
+        return contaminate_corpus(documents, planted, copies, seed, horizon=horizon)
+    if horizon is not None:
+        raise ValueError(f"horizon={horizon!r} applies only when planting into a Corpus; leave it out for a list")
     copies = validate.integer("copies", copies, low=0, hint="how many copies of each planted document, e.g. 1 or 10")
     seed = validate.integer("seed", seed, low=0, hint="e.g. 0")
     originals = _listed("documents", documents)
