@@ -32,8 +32,10 @@ from cot_lab.core.shipped import shipped_model
 from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
-from cot_lab.evaluation import (GateReport, contaminate, dedup, document_losses, evaluation_gate,
-                                evaluation_gate_from_losses, ngram_overlap)
+from cot_lab.data.synthetic_shift import ShiftSpec
+from cot_lab.evaluation import (GateReport, SliceLossCallback, add_junk, contaminate, datasheet, dedup,
+                                document_losses, evaluation_gate, evaluation_gate_from_losses, exact_match_rate,
+                                membership_report, memorisation_curve, ngram_overlap, quality_filter)
 from cot_lab.hparams import (HparamSweep, NoiseScale, NoiseScaleCallback, batch_sweep, coordinate_check,
                              gradient_noise_scale, lr_sweep, width_sweeps)
 from cot_lab.inference import (BatchServing, LifetimeCost, LifetimeOptimum, ModelCost, ServingReport, kv_bytes_per_token,
@@ -70,5 +72,6 @@ __all__ = [
     "moe_shape", "moe_ladder", "router_stats", "RouterStats", "RouterCallback", "check_accounting",
     # evaluation and data quality
     "ngram_overlap", "contaminate", "dedup", "evaluation_gate", "evaluation_gate_from_losses", "GateReport",
-    "document_losses",
+    "document_losses", "ShiftSpec", "membership_report", "exact_match_rate", "memorisation_curve", "add_junk",
+    "quality_filter", "datasheet", "SliceLossCallback",
 ]

@@ -355,3 +355,20 @@ def test_router_panel(chromium, server, tmp_path):
         page.wait_for_function("([sel, old]) => document.querySelector(sel).getAttribute('src') !== old",
                                arg=[figure, image], timeout=30_000)
         assert not page.errors, page.errors
+
+
+def test_contamination_panel(chromium, server, tmp_path):
+    panel = f"{NOTEBOOK} .cot-lab-contamination-panel"
+    verdict, figure = f"{panel} .cot-lab-verdict", f"{panel} .cot-lab-output img"
+    with lab_page(chromium, server, tmp_path) as page:
+        run_all(page, server, "07_evaluation_and_data_quality.ipynb", timeout_s=360)
+        page.wait_for_selector(figure, timeout=30_000)
+        image = page.locator(figure).first.get_attribute("src")
+        assert "clean:" in page.locator(verdict).first.inner_text()  # the slider starts at 0 copies
+        # one copy more from the keyboard: the detector now flags the planted rows, and the figure is redrawn
+        before, after = press_and_wait_for_change(page, f"{panel} .cot-lab-copies .noUi-handle", "ArrowRight", verdict)
+        assert "clean:" in before and "contaminated:" in after, (before, after)
+        assert re.search(r"32 of the 288 validation rows", after), after
+        page.wait_for_function("([sel, old]) => document.querySelector(sel).getAttribute('src') !== old",
+                               arg=[figure, image], timeout=30_000)
+        assert not page.errors, page.errors

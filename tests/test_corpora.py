@@ -218,12 +218,12 @@ def test_local_file_is_split_by_contiguous_chunk(tmp_path, topics):
     text = "\n\n".join(topics).encode("ascii", "ignore").decode()
     path = tmp_path / "book.txt"
     path.write_text(text)
-    corpus = load_corpus(str(path), vocab_size=400)
+    corpus = load_corpus(str(path), vocab_size=400, licence="CC-BY-4.0")
     assert corpus.split == "chunk" and corpus.n_documents == 1 and corpus.val_documents == ("book.txt",)
     total = corpus.train_tokens + corpus.val_tokens
     assert abs(corpus.val_tokens - 0.05 * total) <= 1
     assert corpus.decode(corpus.train) + corpus.decode(corpus.val) == text + EOT
-    assert load_corpus(path, vocab_size=400).fingerprint == corpus.fingerprint  # a PathLike works too
+    assert load_corpus(path, vocab_size=400, licence="CC-BY-4.0").fingerprint == corpus.fingerprint  # a PathLike too
 
 
 def _write_folder(root, topics):
@@ -242,7 +242,7 @@ def _write_folder(root, topics):
 def test_local_folder_is_split_by_file(tmp_path, topics, monkeypatch):
     root = tmp_path / "notes"
     names = _write_folder(root, topics)
-    corpus = load_corpus(root, vocab_size=300)
+    corpus = load_corpus(root, vocab_size=300, licence="MIT")
     assert corpus.vocab_size == 300 and corpus.split == "documents"
     assert corpus.n_documents == len(topics)
     assert corpus.val_documents and set(corpus.val_documents) < set(names)
@@ -254,7 +254,7 @@ def test_local_folder_is_split_by_file(tmp_path, topics, monkeypatch):
     assert "HIDDEN-MARKER" not in train_text + val_text and "PNG" not in train_text + val_text
     # A rebuild from nothing (new home: tokenizer retrained) gives the very same tokens.
     monkeypatch.setenv("COT_LAB_HOME", str(tmp_path / "fresh-home"))
-    rebuilt = load_corpus(str(root), vocab_size=300)
+    rebuilt = load_corpus(str(root), vocab_size=300, licence="MIT")
     assert rebuilt.fingerprint == corpus.fingerprint
     assert np.array_equal(rebuilt.train, corpus.train) and np.array_equal(rebuilt.val, corpus.val)
     assert not list((tmp_path / "fresh-home" / "corpora").glob("*.tmp")) and not list(
@@ -272,16 +272,85 @@ def test_empty_folders_and_blank_files_are_rejected(tmp_path):
     (blank / "a.txt").write_text("  \n\t")
     (blank / "b.md").write_text("")
     with pytest.raises(ValueError, match="holds no text"):
-        load_corpus(blank)
+        load_corpus(blank, licence="MIT")
     assert not [p for p in subdir("corpora").iterdir() if p.suffix in (".tmp", ".raw")]
 
 
 def test_tiny_corpus_rejects_seq_len_longer_than_train(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("A short note about tokens. " * 10)
-    corpus = load_corpus(path)
+    corpus = load_corpus(path, licence="proprietary, own use")
     with pytest.raises(ValueError, match=rf"seq_len=1000 .*train split.*seq_len <= {corpus.train_tokens - 1}"):
         corpus.train_batches(2, 1000, seed=0)
+
+
+def test_local_text_without_a_licence_is_refused_saying_how_to_declare_one(tmp_path, topics):
+    root = tmp_path / "unlicensed"
+    _write_folder(root, topics[:6])
+    for target in (root, root / "part0" / "doc00.md"):  # a folder, and a single file (its own folder is looked in)
+        with pytest.raises(ValueError) as err:
+            load_corpus(target)
+        msg = str(err.value)
+        assert "no licence information" in msg and 'licence="CC-BY-4.0"' in msg and "cl.load_corpus(" in msg
+        assert "LICENSE file" in msg and str(target if target.is_dir() else target.parent) in msg
+        assert "datasheet" in msg.lower() and "terms" in msg  # why: governance
+    with pytest.raises(ValueError, match=r"licence='  ' must be a non-empty string"):
+        load_corpus(root, licence="  ")
+    with pytest.raises(ValueError, match=r"licence=3 must be a non-empty string"):
+        load_corpus(root, licence=3)
+
+
+def test_licence_file_is_detected_and_is_not_a_document(tmp_path, topics):
+    root = tmp_path / "licensed"
+    names = _write_folder(root, topics[:8])
+    plain = load_corpus(root, vocab_size=300, licence="MIT")
+    assert (plain.licence, plain.licence_source) == ("MIT", "argument")
+    (root / "LICENSE.txt").write_text("MIT License\n\nCopyright (c) 2024 Someone\n\nPermission is hereby granted, "
+                                      "free of charge, to any person obtaining a copy of this software ...\n")
+    found = load_corpus(root, vocab_size=300)
+    assert (found.licence, found.licence_source) == ("MIT", "file:LICENSE.txt")
+    # The licence file is no document: the same tokens, so the same fingerprint, as without it.
+    assert found.fingerprint == plain.fingerprint and found.n_documents == len(names)
+    assert "Permission is hereby granted" not in found.decode(found.train) + found.decode(found.val)
+    single = load_corpus(root / "part1" / "doc01.md", vocab_size=300, licence="CC-BY-4.0")
+    assert single.licence == "CC-BY-4.0"
+    with pytest.raises(ValueError, match="no licence information"):  # part1/ itself holds no licence file
+        load_corpus(root / "part1" / "doc01.md", vocab_size=300)
+    (root / "part1" / "COPYING").write_text("SPDX-License-Identifier: GPL-3.0-or-later\n")
+    nested = load_corpus(root / "part1" / "doc01.md", vocab_size=300)
+    assert (nested.licence, nested.licence_source) == ("GPL-3.0-or-later", "file:COPYING")
+    assert nested.fingerprint == single.fingerprint
+
+
+def test_licence_argument_wins_over_the_file_and_never_changes_the_fingerprint(tmp_path, topics):
+    root = tmp_path / "both"
+    _write_folder(root, topics[:8])
+    (root / "LICENCE.md").write_text("Creative Commons Attribution 4.0 International Public License\n")
+    from_file = load_corpus(root, vocab_size=300)
+    assert (from_file.licence, from_file.licence_source) == ("CC-BY-4.0", "file:LICENCE.md")
+    given = load_corpus(root, vocab_size=300, licence="proprietary, own use")
+    assert (given.licence, given.licence_source) == ("proprietary, own use", "argument")
+    other = load_corpus(root, vocab_size=300, licence="CC0-1.0")
+    assert from_file.fingerprint == given.fingerprint == other.fingerprint
+    assert np.array_equal(given.train, other.train) and np.array_equal(given.val, other.val)
+
+
+@pytest.mark.parametrize("text, spdx", [
+    ("Apache License\nVersion 2.0, January 2004", "Apache-2.0"),
+    ("PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2\n...", "PSF-2.0"),
+    ("Redistribution and use in source and binary forms ... Neither the name of", "BSD-3-Clause"),
+    ("GNU LESSER GENERAL PUBLIC LICENSE\nVersion 2.1, February 1999 ... GNU General Public License", "LGPL-2.1"),
+    ("Our own terms: read only, do not share.", "see LICENSE"),
+])
+def test_licence_texts_are_read_as_spdx_identifiers(text, spdx):
+    assert text_mod.licence_of_text(text) == spdx
+
+
+def test_cpython_corpora_are_under_the_psf_licence(docs, code):
+    for corpus in (docs, code):
+        assert corpus.licence == "PSF-2.0" and "docs.python.org/3/license.html" in corpus.licence_source
+    assert [text_mod.is_licence_file(n) for n in ("LICENSE", "license.md", "LICENCE.txt", "COPYING.LESSER",
+                                                  "LICENSE-MIT", "licenses.md", "README.md")] == [True] * 5 + [False] * 2
 
 
 # ---- dispatcher and hub -------------------------------------------------------------------
@@ -313,7 +382,7 @@ def test_shared_tokenizer_must_fit_vocab_size(tmp_path, docs):
     path = tmp_path / "a.txt"
     path.write_text("some text " * 100)
     with pytest.raises(ValueError, match="vocab_size=300.*512"):
-        load_corpus(path, vocab_size=300, tokenizer=docs.tokenizer)
+        load_corpus(path, vocab_size=300, tokenizer=docs.tokenizer, licence="MIT")
 
 
 @pytest.mark.parametrize("name", ["hf:cot-lab-made-up/no-such-dataset", "cot-lab-made-up/no-such-dataset"])

@@ -159,3 +159,19 @@ def test_bad_shift_arguments_raise_value_error_naming_them(call, arg, works):
     with pytest.raises(ValueError, match=arg) as err:
         call()
     assert err.match(works)
+
+
+# ---------------------------------------------------------------- a run of the unshifted language, tested shifted
+def test_loss_by_skill_takes_a_run_of_the_unshifted_language_on_its_shift(base, shifted):
+    cfg = cl.ModelConfig(d_model=16, n_layer=1, n_head=1, seq_len=32, vocab_size=base.vocab_size)
+    run = cl.train(cfg, base, tokens=4096, batch_size=4, progress=False, eval_sequences=4, compile=False,
+                   precision="fp32")
+    assert shifted["rare-topics"].unshifted_fingerprint == base.fingerprint == base.unshifted_fingerprint
+    report = cl.loss_by_skill(run, shifted["rare-topics"], n_sequences=8)
+    # the same model, passed as a model, gives the same split: the run was accepted, not re-routed
+    again = cl.loss_by_skill(run.load_model(), shifted["rare-topics"], n_sequences=8)
+    assert report.model == pytest.approx(again.model, abs=1e-9) and report.floor == pytest.approx(again.floor, abs=1e-9)
+    other = cl.train(cfg, cl.load_corpus("synthetic"), tokens=4096, batch_size=4, progress=False, eval_sequences=4,
+                     compile=False, precision="fp32")
+    with pytest.raises(ValueError, match="trained on another corpus"):
+        cl.loss_by_skill(other, shifted["rare-topics"], n_sequences=8)

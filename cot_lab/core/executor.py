@@ -20,7 +20,8 @@ from cot_lab.core.interrupts import check_stop
 REPORT_EVERY_S = 0.5  # how often a worker tells the parent how far its run is
 
 
-def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str, threads: int, train_kwargs: dict):
+def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str, threads: int, train_kwargs: dict,
+            corpus_kwargs: dict | None = None):
     """Train (config dict, flops, batch size, [(job index, seed), ...]) tasks until a None arrives: one run,
     or the seeds of one point as one batched group (`train_many`).
 
@@ -50,7 +51,7 @@ def _worker(tasks, results, corpus_name: str, fingerprint: str, store_root: str,
                     raise KeyboardInterrupt
                 results.put(("step", self.index, state.flops))
 
-    corpus = load_corpus(corpus_name)
+    corpus = load_corpus(corpus_name, **(corpus_kwargs or {}))
     if corpus.fingerprint != fingerprint:
         results.put(("error", f"corpus {corpus_name!r} loads differently in a worker process; use workers=1"))
         return
@@ -105,8 +106,12 @@ def run_parallel(tasks, corpus, store, workers: int, train_kwargs: dict, on_done
     for _ in range(workers):
         queue_in.put(None)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    # Local text whose licence was passed as an argument needs it again to load in a worker (it is refused
+    # without one); the licence never changes the tokens, so the fingerprint check below still holds.
+    corpus_kwargs = {"licence": corpus.licence} if getattr(corpus, "licence_source", None) == "argument" else {}
     procs = [ctx.Process(target=_worker, args=(queue_in, results, corpus.name, corpus.fingerprint, str(store.root),
-                                               threads, train_kwargs), daemon=True) for _ in range(workers)]
+                                               threads, train_kwargs, corpus_kwargs), daemon=True)
+             for _ in range(workers)]
     for proc in procs:
         proc.start()
     remaining, interrupted, error = sum(len(task[1]) for task in tasks), False, None

@@ -76,6 +76,14 @@ class SyntheticCorpus(Corpus):
         self.fingerprint = self.language.fingerprint()
         self._entropies: dict[int, tuple[float, float]] = {}
         self._val: tuple[tuple[int, int], torch.Tensor] | None = None
+        self._unshifted_fingerprint = None if self.shift else self.fingerprint
+
+    @property
+    def unshifted_fingerprint(self) -> str:
+        """The fingerprint of this language without its shift: a model trained on it may be tested on the shift."""
+        if self._unshifted_fingerprint is None:
+            self._unshifted_fingerprint = grammar.Language(self.language_seed, self.version).fingerprint()
+        return self._unshifted_fingerprint
 
     # ------------------------------------------------------------ rows
     @staticmethod
