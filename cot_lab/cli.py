@@ -15,6 +15,8 @@ from cot_lab.core.profiles import PROFILES
 # Library argument names whose flag is not the name with dashes: `--params` is `preset(n_params=...)`.
 FLAG_OF_ARGUMENT = {"n_params": "--params", "sizes_per_budget": "--sizes", "budgets[]": "--budgets", "root": "--store",
                     "profile": "--precomputed"}
+LICENCE_HELP = ("the licence of a local --corpus folder without a LICENSE file, e.g. CC-BY-4.0 (an SPDX identifier) "
+                "or 'proprietary, own use': its datasheet records it")
 OFFLINE_CORPORA = "--corpus synthetic, python-docs, python-code or a path to a text file or folder"
 CORPUS_HELP = "synthetic | python-docs | python-code | a path | hf:<dataset> (needs a network)"
 
@@ -44,12 +46,18 @@ def _flags_of(args) -> dict[str, str]:
     return mine
 
 
-def _load_corpus(name: str):
-    """load_corpus(name), with every failure, the hub's offline one included, one line about --corpus."""
+def _load_corpus(name: str, licence: str | None = None):
+    """load_corpus(name), with every failure, the hub's offline one included, one line about --corpus; a local
+    folder's `licence` (--licence) goes with it."""
+    from pathlib import Path
+
     from cot_lab.data import load_corpus
 
     try:
-        return load_corpus(name)
+        if licence is not None and not Path(name).expanduser().exists():
+            raise ValueError(f"--licence {licence!r} declares the terms of a local text file or folder; --corpus "
+                             f"{name} is not one (the built-in corpora have their licences recorded)")
+        return load_corpus(name, **({"licence": licence} if licence is not None else {}))
     except (ValueError, OSError) as error:  # OSError: FileNotFoundError, and the hub's ConnectionError
         message = str(error)
         if isinstance(error, ConnectionError):
@@ -58,6 +66,8 @@ def _load_corpus(name: str):
             message = message.replace(OFFLINE_HINT, f"Offline, use {OFFLINE_CORPORA}.")
         else:
             message = in_flag_terms(message, {"name": "--corpus"})
+            if "licence" in message and licence is None:
+                message += "; from the command line: --licence CC-BY-4.0"
         if not message.startswith("--corpus"):
             message = f"--corpus {name}: {message}"
         raise CliError(message) from None
@@ -113,7 +123,7 @@ def _train(args) -> int:
     from cot_lab.core.training import train
 
     device = _device(args.device)
-    corpus = _load_corpus(args.corpus)
+    corpus = _load_corpus(args.corpus, args.licence)
     cfg = preset(args.params, vocab_size=corpus.vocab_size, seq_len=args.seq_len)
     n = count_params(cfg)
     _check_size(args.params, n.total, cfg)
@@ -169,7 +179,7 @@ def _sweep_runs(args):
     from cot_lab.scaling.sweep import isoflop_plan, run_sweep
 
     prof = profile(args.profile)
-    corpus = _load_corpus(args.corpus or prof.sweep_corpus)
+    corpus = _load_corpus(args.corpus or prof.sweep_corpus, args.licence)
     if args.tokens_per_param:
         centre = dict(tokens_per_param=args.tokens_per_param)
     else:
@@ -295,6 +305,7 @@ def _add_sweep_args(parser) -> None:
     parser.add_argument("--tokens-per-param", type=float,
                         help="centre each budget's sizes on this many tokens per parameter (default: the profile's centre)")
     parser.add_argument("--corpus", default=None, help=CORPUS_HELP + " (default: the profile's sweep corpus)")
+    parser.add_argument("--licence", default=None, help=LICENCE_HELP)
     parser.add_argument("--store", default=None, help="run store folder, created if missing (default: under $COT_LAB_HOME)")
     parser.add_argument("--seeds", type=int, nargs="+", help="seeds per point (default: the profile's)")
     parser.add_argument("--workers", type=int, default=None,
@@ -312,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     budget.add_argument("--tokens", type=float, help="training tokens budget")
     budget.add_argument("--seconds", type=float, help="wall-clock budget in seconds")
     tr.add_argument("--corpus", default="synthetic", help=CORPUS_HELP)
+    tr.add_argument("--licence", default=None, help=LICENCE_HELP)
     tr.add_argument("--seq-len", type=int, default=128)
     tr.add_argument("--batch-size", type=int, default=16)
     tr.add_argument("--seed", type=int, default=0)

@@ -364,7 +364,7 @@ def test_contamination_panel(chromium, server, tmp_path):
         run_all(page, server, "07_evaluation_and_data_quality.ipynb", timeout_s=360)
         page.wait_for_selector(figure, timeout=30_000)
         image = page.locator(figure).first.get_attribute("src")
-        assert "clean:" in page.locator(verdict).first.inner_text()  # the slider starts at 0 copies
+        assert "clean:" in shown_text(page, verdict)  # the slider starts at 0 copies
         # one copy more from the keyboard: the detector now flags the planted rows, and the figure is redrawn
         before, after = press_and_wait_for_change(page, f"{panel} .cot-lab-copies .noUi-handle", "ArrowRight", verdict)
         assert "clean:" in before and "contaminated:" in after, (before, after)

@@ -168,3 +168,19 @@ def test_fit_of_shipped_results_prints_exponents(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "floor of the corpus on the scored rows" in result.stdout
     assert "this sweep: Approach 3" in result.stdout
+
+
+def test_a_local_folder_needs_a_licence_from_the_command_line_too(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COT_LAB_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "a.txt").write_text("the cat sat on the mat and looked at the dog. " * 200)
+    args = ["train", "--corpus", str(folder), "--params", "2e4", "--seq-len", "32", "--tokens", "2048",
+            "--batch-size", "4", "--no-store"]
+    assert main(args) == 2
+    line = _error_line(capsys)
+    assert "has no licence information" in line and line.endswith("from the command line: --licence CC-BY-4.0")
+    assert main(args + ["--licence", "CC0-1.0"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--corpus", "synthetic", "--licence", "MIT", "--flops", "1e10", "--no-store"]) == 2
+    assert "--licence 'MIT' declares the terms of a local text file or folder" in _error_line(capsys)

@@ -1,7 +1,7 @@
 """Notebook 04 with its exercises answered and its button pressed: the checkers agree with the notebook's numbers."""
 import re
 
-from test_notebooks import NOTEBOOK_DIR, assert_clean, execute, html_outputs, smoke_env, stream_text  # noqa: F401
+from test_notebooks import NOTEBOOK_DIR, answered_text, smoke_env  # noqa: F401
 
 PATH = NOTEBOOK_DIR / "04_training_vs_inference_cost.ipynb"
 
@@ -28,12 +28,7 @@ ANSWERS = {
 
 
 def test_training_vs_inference_exercises_answered_and_button_pressed(smoke_env):  # noqa: F811
-    nb = execute(PATH, replace=ANSWERS, append=PRESS)
-    assert_clean(nb)
-    verdicts = [h for h in html_outputs(nb) if "cot-lab-check" in h]
-    assert len(verdicts) == 4 and all("✅" in v for v in verdicts), verdicts
-    text = stream_text(nb)
-    assert "profile 'smoke'" in text
+    text = answered_text(PATH, ANSWERS, PRESS, n_checks=4)
     # Sardana et al.'s worked example, printed by the notebook (tests/test_lifetime.py holds it to 0.5%)
     assert re.search(r"inference-aware \(2e12 tokens served\): 24\.1\dB on 2\.6[56]\dT", text), text
     assert re.search(r"Chinchilla-optimal for loss 1\.947: 34\.\d\dB parameters", text)

@@ -1,7 +1,7 @@
 """Notebook 05 with its exercises answered and its buttons pressed (smoke budgets): the checkers agree."""
 import re
 
-from test_notebooks import NOTEBOOK_DIR, assert_clean, execute, html_outputs, smoke_env, stream_text  # noqa: F401
+from test_notebooks import NOTEBOOK_DIR, answered_text, smoke_env  # noqa: F401
 
 PATH = NOTEBOOK_DIR / "05_batch_size_and_learning_rate.ipynb"
 
@@ -29,12 +29,7 @@ ANSWERS = {
 
 
 def test_batch_and_lr_exercises_answered_and_buttons_pressed(smoke_env):  # noqa: F811
-    nb = execute(PATH, replace=ANSWERS, append=PRESS)
-    assert_clean(nb)
-    verdicts = [h for h in html_outputs(nb) if "cot-lab-check" in h]
-    assert len(verdicts) == 3 and all("✅" in v for v in verdicts), verdicts
-    text = stream_text(nb)
-    assert "profile 'smoke'" in text
+    text = answered_text(PATH, ANSWERS, PRESS, n_checks=3)
     assert re.search(r"the worst rate tried \([0-9.e-]+\) is 0\.\d+ nats/token behind the best, and that costs "
                      r"\d+\.\d\dx the budget", text), text
     assert re.search(r"B_simple along the shipped run: [0-9,]+ tokens after", text)

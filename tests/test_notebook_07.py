@@ -2,7 +2,7 @@
 prose's numbers are printed beside it."""
 import re
 
-from test_notebooks import NOTEBOOK_DIR, assert_clean, execute, html_outputs, smoke_env, stream_text  # noqa: F401
+from test_notebooks import NOTEBOOK_DIR, answered_text, smoke_env  # noqa: F401
 
 PATH = NOTEBOOK_DIR / "07_evaluation_and_data_quality.ipynb"
 
@@ -31,12 +31,7 @@ ANSWERS = {
 
 
 def test_evaluation_exercises_answered_and_button_pressed(smoke_env):  # noqa: F811
-    nb = execute(PATH, replace=ANSWERS, append=PRESS)
-    assert_clean(nb)
-    verdicts = [h for h in html_outputs(nb) if "cot-lab-check" in h]
-    assert len(verdicts) == 3 and all("✅" in v for v in verdicts), verdicts
-    text = stream_text(nb)
-    assert "profile 'smoke'" in text
+    text = answered_text(PATH, ANSWERS, PRESS, n_checks=3)
     assert re.search(r"\d+ shipped runs of d_model 48 x 3 layers", text), text
     assert re.search(r"64 copies: planted rows \d\.\d{3}, clean rows \d\.\d{3} \(gap \+0\.\d{3}\)", text), text
     assert re.search(r"exact floor 2\.98\d\d: planted rows below it at copies", text), text

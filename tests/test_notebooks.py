@@ -79,6 +79,18 @@ def html_outputs(nb) -> list[str]:
             if out.output_type in ("display_data", "execute_result") and "text/html" in out.get("data", {})]
 
 
+def answered_text(path: Path, answers: dict[str, str], press: str | None, n_checks: int) -> str:
+    """Run a notebook with its exercises answered (and `press` appended); every one of its `n_checks` checkers
+    must say right and nothing may fail; returns what it printed, for the prose's numbers."""
+    nb = execute(path, replace=answers, append=press)
+    assert_clean(nb)
+    verdicts = [h for h in html_outputs(nb) if "cot-lab-check" in h]
+    assert len(verdicts) == n_checks and all("✅" in v for v in verdicts), verdicts
+    text = stream_text(nb)
+    assert "profile 'smoke'" in text
+    return text
+
+
 def test_there_are_notebooks():
     assert START in NOTEBOOKS
 

@@ -20,13 +20,14 @@ import torch
 
 from cot_lab.core import validate
 from cot_lab.data.base import Corpus
+from cot_lab.evaluation.derived import DerivedCorpus, batches_of
 from cot_lab.evaluation.overlap import Plants
 
 DEFAULT_HORIZON_MIN = 1024   # rows; the default horizon is max(this, 4 x the planted copies)
 BASE_CHUNK = 64              # base rows fetched at a time (the base promises rows independent of batch size)
 
 
-class ContaminatedCorpus(Corpus):
+class ContaminatedCorpus(DerivedCorpus):
     """`base` with `copies` copies of each of the `planted` rows [k, T+1] inserted into its first `horizon`
     training rows at seeded positions; `plants` (a Plants record, `.frame()` for a table) says where.
 
@@ -35,8 +36,7 @@ class ContaminatedCorpus(Corpus):
     """
 
     def __init__(self, base: Corpus, planted, copies: int = 1, *, seed: int = 0, horizon: int | None = None):
-        if not isinstance(base, Corpus):
-            raise ValueError(f"base={base!r} is not a Corpus; pass one, e.g. cl.load_corpus('synthetic-v3')")
+        super().__init__(base)
         copies = validate.integer("copies", copies, low=0, hint="how many copies of each planted row, e.g. 1 or 20")
         seed = validate.integer("seed", seed, low=0, hint="e.g. 0")
         rows = _planted_rows(planted, base.vocab_size)
@@ -51,7 +51,6 @@ class ContaminatedCorpus(Corpus):
         self.base, self.planted, self.copies, self.seed, self.horizon = base, rows, copies, seed, horizon
         self.seq_len = rows.shape[1] - 1
         self.name = f"{base.name} (contaminated)"
-        self.vocab_size = base.vocab_size
         rng = np.random.default_rng(seed)
         slots = np.sort(rng.choice(horizon, size=n_plants, replace=False)) if n_plants else np.zeros(0, np.int64)
         which = rng.permutation(n_plants)  # slot j holds copy which[j] % copies of planted row which[j] // copies
@@ -65,19 +64,9 @@ class ContaminatedCorpus(Corpus):
         self.fingerprint = base.fingerprint if copies == 0 else _fingerprint(base.fingerprint, rows, copies, seed,
                                                                                horizon)
 
-    # The planted rows are a tiny share of the training stream and the validation set is the base's, so the true
-    # floor of the clean validation rows is unchanged: the entropy passes through. (On the planted rows themselves
-    # a model that memorised them can go below it; that gap is the lesson.)
-    @property
-    def entropy(self):
-        return self.base.entropy
-
-    @property
-    def entropy_se(self):
-        return self.base.entropy_se
-
-    def entropy_for(self, seq_len: int):
-        return self.base.entropy_for(seq_len)
+    # The floor of the validation rows is the base's (DerivedCorpus): the planted rows are a tiny share of the
+    # training stream. On the planted rows themselves a model that memorised them can go below it; that gap is the
+    # lesson.
 
     def train_batches(self, batch_size: int, seq_len: int, seed: int) -> Iterator[torch.Tensor]:
         """Endless int64 batches [batch_size, seq_len + 1]: the base's rows with the plants at their positions.
@@ -91,7 +80,7 @@ class ContaminatedCorpus(Corpus):
             raise ValueError(f"seq_len={seq_len}, but the planted rows have {self.seq_len + 1} tokens; train with "
                              f"seq_len={self.seq_len}, or plant rows of val_batch(n, {seq_len})")
         rows = self._rows(seq_len, seed)
-        return (torch.from_numpy(np.stack([next(rows) for _ in range(batch_size)])) for _ in iter(int, 1))
+        return batches_of(rows, batch_size)
 
     def _rows(self, seq_len: int, seed: int) -> Iterator[np.ndarray]:
         base_rows = (row for batch in self.base.train_batches(BASE_CHUNK, seq_len, seed) for row in batch.numpy())
@@ -100,13 +89,6 @@ class ContaminatedCorpus(Corpus):
             k = self._slot_row.get(position)
             yield self.planted[k].copy() if k is not None else next(base_rows)
             position += 1
-
-    def val_batch(self, n_sequences: int, seq_len: int) -> torch.Tensor:
-        """The base's validation set, unchanged (the planted rows are among its first rows when taken from it)."""
-        return self.base.val_batch(n_sequences, seq_len)
-
-    def decode(self, ids) -> str:
-        return self.base.decode(ids)
 
     def __repr__(self) -> str:
         return (f"ContaminatedCorpus({self.base!r}, planted={len(self.planted)} rows of {self.seq_len + 1} tokens, "

@@ -28,6 +28,7 @@ import torch
 
 from cot_lab.core import validate
 from cot_lab.data.base import Corpus
+from cot_lab.evaluation.derived import DerivedCorpus, batches_of
 
 KINDS = ("random", "shuffled", "boilerplate")
 CHUNK = 64                   # rows decided, fetched from the base and filled with junk at a time
@@ -38,7 +39,7 @@ DEFAULT_TEMPLATES = 4
 _MASK_STREAM, _CONTENT_STREAM = 0, 1
 
 
-class JunkCorpus(Corpus):
+class JunkCorpus(DerivedCorpus):
     """`base` with each training row replaced, with probability `fraction` (a share in [0, 1)), by a junk row of
     `kind` ("random", "shuffled" or "boilerplate"; see the module's docstring).
 
@@ -48,34 +49,19 @@ class JunkCorpus(Corpus):
 
     def __init__(self, base: Corpus, fraction: float, kind: str = "random", *, seed: int = 0,
                  n_templates: int = DEFAULT_TEMPLATES):
-        if not isinstance(base, Corpus):
-            raise ValueError(f"base={base!r} is not a Corpus; pass one, e.g. cl.load_corpus('synthetic-v3')")
+        super().__init__(base)
         self.fraction = validate.fraction("fraction", fraction, hint="the share of training rows replaced by junk, "
                                           "e.g. 0.1 or 0.5 (0 leaves the base stream; 1 would leave no data)")
         self.kind = validate.one_of("kind", kind, KINDS)
         self.seed = validate.integer("seed", seed, low=0, hint="e.g. 0")
         self.n_templates = validate.integer("n_templates", n_templates,
                                             hint=f"how many distinct boilerplate rows, e.g. {DEFAULT_TEMPLATES}")
-        self.base = base
         self.name = base.name if self.fraction == 0 else f"{base.name} ({self.fraction:.0%} {self.kind} junk)"
-        self.vocab_size = base.vocab_size
         self._templates: dict[int, np.ndarray] = {}
         # fraction=0 leaves the stream exactly the base's, so it keeps the base's fingerprint: a stored clean run is
         # rightly reused. Otherwise the fingerprint covers everything that decides the tokens.
         self.fingerprint = base.fingerprint if self.fraction == 0 else _fingerprint(
             base.fingerprint, self.fraction, self.kind, self.seed, self.n_templates)
-
-    # The validation set is the base's, untouched, so its true floor is the base's.
-    @property
-    def entropy(self):
-        return self.base.entropy
-
-    @property
-    def entropy_se(self):
-        return self.base.entropy_se
-
-    def entropy_for(self, seq_len: int):
-        return self.base.entropy_for(seq_len)
 
     # ------------------------------------------------------------------ where the junk is
     def is_junk(self, positions) -> np.ndarray:
@@ -123,7 +109,7 @@ class JunkCorpus(Corpus):
         if self.fraction == 0:
             return self.base.train_batches(batch_size, seq_len, seed)
         rows = self._rows(seq_len, seed)
-        return (torch.from_numpy(np.stack([next(rows) for _ in range(batch_size)])) for _ in iter(int, 1))
+        return batches_of(rows, batch_size)
 
     def _rows(self, seq_len: int, seed: int) -> Iterator[np.ndarray]:
         templates = self.templates(seq_len) if self.kind == "boilerplate" else None
@@ -148,13 +134,6 @@ class JunkCorpus(Corpus):
         if self.kind == "shuffled":
             return rng.permuted(replaced, axis=1)  # each row's own tokens, in a new order
         return templates[rng.integers(0, len(templates), size=len(replaced))]
-
-    def val_batch(self, n_sequences: int, seq_len: int) -> torch.Tensor:
-        """The base's validation set, unchanged: the junk is in the training stream only."""
-        return self.base.val_batch(n_sequences, seq_len)
-
-    def decode(self, ids) -> str:
-        return self.base.decode(ids)
 
     def __repr__(self) -> str:
         extra = f", n_templates={self.n_templates}" if self.kind == "boilerplate" else ""

@@ -14,7 +14,7 @@ from cot_lab.core.speed import expected_seconds
 from cot_lab.data import Corpus
 from cot_lab.evaluation import pilot, results as R
 from cot_lab.evaluation.plots import contamination_curves, gate_forest, shift_bars
-from cot_lab.ui.action import LongAction, TrainProgress
+from cot_lab.ui.action import LongAction, TrainProgress, unfinished_run
 from cot_lab.ui.figures import figure_display_data
 from cot_lab.ui.panel import Panel, css_classes
 
@@ -95,8 +95,7 @@ class ContaminationPanel(Panel):
     def _finished(self, result) -> str:
         run, history = result
         if run.status != "ok":
-            self.status.value = html.escape(f"⚠️ run {run.status} after {run.steps:,} steps: not a measurement")
-            return f"stopped after {run.steps:,} steps: kept in the store, marked {run.status}"
+            return unfinished_run(self.status, run)
         last = history[-1] if history else {}
         self.status.value = html.escape(
             f"{'📦 from the store' if run.from_store else '✅ trained'} at {self.flops:.0e} FLOPs: planted rows "

@@ -5,21 +5,10 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from cot_lab.ui.figures import log_scale
+from cot_lab.ui.figures import finish_axes
 
 PLANTED_COLOUR, CLEAN_COLOUR, FLOOR_COLOUR = "#d62728", "#1f77b4", "black"
 KIND_COLOURS = {"random": "#9467bd", "shuffled": "#ff7f0e", "boilerplate": "#2ca02c"}
-
-
-def _finish(ax, *, xlabel: str, ylabel: str, title: str, legend: str | None = "best", log: str = "") -> None:
-    for which in log:
-        log_scale(ax, which)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", alpha=0.3)
-    if legend:
-        ax.legend(fontsize=7.5, loc=legend)
-    ax.set_title(title, fontsize=10)
 
 
 def contamination_curves(history, *, floor: float, gaps: dict, copies: int, title: str | None = None) -> Figure:
@@ -37,7 +26,7 @@ def contamination_curves(history, *, floor: float, gaps: dict, copies: int, titl
     left.axhline(floor, color=FLOOR_COLOUR, ls="--", lw=1, label=f"exact floor {floor:.3f}")
     values = [r[k] for r in history for k in ("planted", "clean") if k in r]
     left.set_ylim(min(min(values), floor) - 0.08, min(max(values), floor + 1.6) + 0.05)
-    _finish(left, xlabel="training tokens (millions)", ylabel="loss (nats/token)",
+    finish_axes(left, xlabel="training tokens (millions)", ylabel="loss (nats/token)",
             title=title or f"{copies} copies of each planted row", legend="upper right")
     shown = sorted(c for c in gaps if c > 0)
     right.plot(shown, [gaps[c] for c in shown], "-o", color=PLANTED_COLOUR, label="clean minus planted, final")
@@ -45,7 +34,7 @@ def contamination_curves(history, *, floor: float, gaps: dict, copies: int, titl
         right.axhline(gaps[0], color=CLEAN_COLOUR, ls=":", lw=1.2, label=f"clean run (0 copies): {gaps[0]:+.3f}")
     if copies in gaps and copies > 0:
         right.plot([copies], [gaps[copies]], "o", ms=14, mfc="none", mec="black", mew=1.5, label="this setting")
-    _finish(right, xlabel="copies of each planted row in training", ylabel="loss gap (nats/token)",
+    finish_axes(right, xlabel="copies of each planted row in training", ylabel="loss gap (nats/token)",
             title="how far below the clean rows the planted rows fall", legend="upper left", log="x")
     return fig
 
@@ -67,7 +56,7 @@ def memorisation_plot(frame, *, fit=None, suffix: int, prefix: int, title: str |
         grid = np.geomspace(seen.index.min(), seen.index.max(), 50)
         ax.plot(grid, fit.rate(grid), "--", color="grey", lw=1, label="log-linear fit (Carlini et al.)")
     ax.set_ylim(-0.03, 1.03)
-    _finish(ax, xlabel="copies of the row in training", ylabel=f"share reproduced ({suffix} tokens)",
+    finish_axes(ax, xlabel="copies of the row in training", ylabel=f"share reproduced ({suffix} tokens)",
             title=title or f"extractable memorisation: {prefix}-token prompt, greedy", legend="upper left", log="x")
     return fig
 
@@ -85,7 +74,7 @@ def junk_costs(frame, *, title: str | None = None) -> Figure:
         ax.plot(done.fraction, done.cost, "*", ms=14, color=colour, mec="black",
                 label=f"{kind} junk, perplexity-filtered")
     ax.axhline(0.0, color="black", lw=0.8, label="clean run")
-    _finish(ax, xlabel="share of training rows replaced by junk", ylabel="loss cost on clean rows (nats/token)",
+    finish_axes(ax, xlabel="share of training rows replaced by junk", ylabel="loss cost on clean rows (nats/token)",
             title=title or "what junk costs at equal compute", legend="upper left")
     return fig
 
@@ -108,7 +97,7 @@ def shift_bars(table, *, title: str | None = None) -> Figure:
     high = float(max(table["floor"].max(), table["unshifted"].max(), table["loss"].max()))
     ax.set_ylim(low - 0.15, high + 0.12)
     ax.set_xticks(x, [f"{i}\n({s})" for i, s in zip(table.index, table["slice"])])
-    _finish(ax, xlabel="", ylabel="loss (nats/token)", title=title or str(table.index.name), legend="upper left")
+    finish_axes(ax, xlabel="", ylabel="loss (nats/token)", title=title or str(table.index.name), legend="upper left")
     return fig
 
 
@@ -130,7 +119,7 @@ def gate_forest(report, *, title: str | None = None) -> Figure:
     ax.set_yticks(range(len(report.slices)),
                   [f"{s.name}{' (headline)' if s.name == report.headline else ''}" for s in report.slices])
     ax.invert_yaxis()
-    _finish(ax, xlabel=f"candidate - baseline (nats/token), {report.confidence:.0%} interval over documents",
+    finish_axes(ax, xlabel=f"candidate - baseline (nats/token), {report.confidence:.0%} interval over documents",
             ylabel="", title=title or ("passes" if report.passed else "fails: " + ", ".join(report.failed)),
             legend="lower right")
     return fig
@@ -156,6 +145,6 @@ def dedup_found(jaccard, found, *, bands: int, rows: int, title: str | None = No
     threshold = (1 / bands) ** (1 / rows)
     ax.axvline(threshold, color="black", ls=":", lw=1, label=f"threshold (1/{bands})^(1/{rows}) = {threshold:.3f}")
     ax.set_ylim(-0.03, 1.1)
-    _finish(ax, xlabel="exact Jaccard similarity of the pair (5-gram shingles)", ylabel="share found by LSH",
+    finish_axes(ax, xlabel="exact Jaccard similarity of the pair (5-gram shingles)", ylabel="share found by LSH",
             title=title or f"MinHash LSH on {len(jaccard)} planted pairs", legend="upper left")
     return fig

@@ -31,6 +31,7 @@ import torch
 from cot_lab.core import validate
 from cot_lab.core.checkpoint import weights_fingerprint
 from cot_lab.data.base import Corpus
+from cot_lab.evaluation.derived import DerivedCorpus, batches_of
 from cot_lab.evaluation.gate import document_losses
 from cot_lab.evaluation.inputs import model_of, token_rows
 
@@ -142,7 +143,7 @@ class QualityFilter:
                            threshold=self.threshold)
 
 
-class FilteredCorpus(Corpus):
+class FilteredCorpus(DerivedCorpus):
     """`base` with the training rows that `quality_filter` flags dropped: the kept rows, in the base's order.
 
     The base's rows are scored SCORE_CHUNK at a time by a frozen fp32 CPU copy of the reference (eval mode, no
@@ -154,8 +155,7 @@ class FilteredCorpus(Corpus):
     """
 
     def __init__(self, base: Corpus, quality_filter: QualityFilter):
-        if not isinstance(base, Corpus):
-            raise ValueError(f"base={base!r} is not a Corpus; pass one, e.g. cl.load_corpus('synthetic-v3')")
+        super().__init__(base)
         if not isinstance(quality_filter, QualityFilter):
             raise ValueError(f"quality_filter={type(quality_filter).__name__} must be a QualityFilter, e.g. "
                              "QualityFilter.calibrate(reference, corpus.val_batch(256, 128))")
@@ -164,25 +164,13 @@ class FilteredCorpus(Corpus):
             raise ValueError(f"quality_filter's reference reads {vocab} token ids and base has {base.vocab_size}: use a "
                              "reference trained on this corpus's tokens")
         scorer = copy.deepcopy(quality_filter.reference).to("cpu").float().eval().requires_grad_(False)
-        self.base, self.scorer = base, scorer
+        self.scorer = scorer
         self.quality_filter = QualityFilter(scorer, quality_filter.threshold, quality_filter.false_positive_rate,
                                             quality_filter.n_calibration)
         self.name = f"{base.name} (quality-filtered)"
-        self.vocab_size = base.vocab_size
         self.rows_seen = 0
         self.rows_dropped = 0
         self.fingerprint = _fingerprint(base.fingerprint, weights_fingerprint(scorer), quality_filter.threshold)
-
-    @property
-    def entropy(self):
-        return self.base.entropy
-
-    @property
-    def entropy_se(self):
-        return self.base.entropy_se
-
-    def entropy_for(self, seq_len: int):
-        return self.base.entropy_for(seq_len)
 
     @property
     def kept_fraction(self) -> float:
@@ -199,7 +187,7 @@ class FilteredCorpus(Corpus):
                              f"train with seq_len <= {self.quality_filter.context}, or filter with a reference of a "
                              "longer context")
         rows = self._rows(seq_len, seed)
-        return (torch.from_numpy(np.stack([next(rows) for _ in range(batch_size)])) for _ in iter(int, 1))
+        return batches_of(rows, batch_size)
 
     def _rows(self, seq_len: int, seed: int) -> Iterator[np.ndarray]:
         for batch in self.base.train_batches(SCORE_CHUNK, seq_len, seed):
@@ -207,13 +195,6 @@ class FilteredCorpus(Corpus):
             self.rows_seen += len(keep)
             self.rows_dropped += int((~keep).sum())
             yield from batch.numpy()[keep]
-
-    def val_batch(self, n_sequences: int, seq_len: int) -> torch.Tensor:
-        """The base's validation set, unfiltered (a JunkCorpus's is clean already)."""
-        return self.base.val_batch(n_sequences, seq_len)
-
-    def decode(self, ids) -> str:
-        return self.base.decode(ids)
 
     def __repr__(self) -> str:
         return (f"FilteredCorpus({self.base!r}, threshold={self.quality_filter.threshold:.4f} nats/token, "

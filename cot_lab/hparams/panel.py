@@ -21,7 +21,7 @@ from cot_lab.hparams.critical import critical_batch
 from cot_lab.hparams.noise_scale import NoiseScaleCallback
 from cot_lab.hparams.plots import lr_curves, noise_scale_trajectory, steps_vs_tokens
 from cot_lab.hparams.wasted import compute_multiplier
-from cot_lab.ui.action import LongAction, TrainProgress
+from cot_lab.ui.action import LongAction, TrainProgress, unfinished_run
 from cot_lab.ui.figures import figure_display_data
 from cot_lab.ui.format import human
 from cot_lab.ui.panel import Panel, css_classes
@@ -134,8 +134,7 @@ class LearningRatePanel(Panel):
     def _finished(self, run: Run) -> str:
         run._model = None
         if run.status != "ok":
-            self.status.value = html.escape(f"⚠️ run {run.status} after {run.steps:,} steps: not a measurement")
-            return f"stopped after {run.steps:,} steps: kept in the store, marked {run.status}"
+            return unfinished_run(self.status, run)
         self.measured.append(run)
         r = self.readout()
         self.status.value = html.escape(f"{'📦 from the store' if run.from_store else '✅ trained'}: measured "

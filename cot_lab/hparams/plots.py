@@ -9,19 +9,9 @@ from matplotlib.figure import Figure
 
 from cot_lab.hparams.critical import CriticalBatch
 from cot_lab.hparams.deepseek import FITTED_FROM_FLOPS, deepseek_batch_tokens
-from cot_lab.ui.figures import log_scale
+from cot_lab.ui.figures import finish_axes
 
 WIDTH_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd")
-
-
-def _finish(ax, *, log: str, xlabel: str, ylabel: str, title: str, legend: str) -> None:
-    for which in log:
-        log_scale(ax, which)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc=legend)
-    ax.set_title(title, fontsize=10)
 
 
 def lr_curves(frame, *, chosen_lr: float | None = None, measured=(), title: str | None = None) -> Figure:
@@ -46,7 +36,7 @@ def lr_curves(frame, *, chosen_lr: float | None = None, measured=(), title: str 
     for run in measured:
         ax.plot([run.hparams["lr"]], [run.final_val_loss], "X", ms=10, color="black",
                 label=f"trained now: d_model {run.config.d_model} at {run.hparams['lr']:.3g}")
-    _finish(ax, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
+    finish_axes(ax, legend_size=8, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
             title=title or "loss against learning rate at one budget", legend="upper center")
     low, high = frame["final_val_loss"].min(), frame["final_val_loss"].max()
     ax.set_ylim(low - 0.05 * (high - low), high + 0.9 * (high - low))  # room above the curves for the legend
@@ -90,7 +80,7 @@ def steps_vs_tokens(critical: CriticalBatch, *, chosen: int | None = None, title
         sz = np.interp(math.log(critical.zhang), np.log(b[ok]), s[ok])
         ax.plot([sz * critical.zhang * seq], [sz], "s", color="#9467bd", ms=9,
                 label=f"Zhang et al. (20% over linear): {critical.zhang:.3g} sequences")
-    _finish(ax, log="xy", xlabel=f"tokens to reach {critical.target_loss:.3f} nats/token",
+    finish_axes(ax, legend_size=8, log="xy", xlabel=f"tokens to reach {critical.target_loss:.3f} nats/token",
             ylabel="optimizer steps to reach it", title=title or "steps against tokens: where a bigger batch stops "
             "paying", legend="upper right")
     return fig
@@ -144,7 +134,7 @@ def three_answers(flops: float, *, b_simple_tokens: float, mccandlish_tokens: fl
     for marker, colour, label, value in marks:
         if math.isfinite(value) and value > 0:
             ax.plot([flops], [value], marker, color=colour, ms=9, alpha=0.85, label=f"{label}: {value:,.0f} tokens")
-    _finish(ax, log="xy", xlabel="training compute C (FLOPs)", ylabel="batch size (tokens)",
+    finish_axes(ax, legend_size=8, log="xy", xlabel="training compute C (FLOPs)", ylabel="batch size (tokens)",
             title=title or "three answers to one question: how large a batch?", legend="upper left")
     return fig
 
@@ -176,7 +166,7 @@ def width_transfer(sweeps: dict, *, title: str | None = None) -> Figure:
             ax.plot([lr], [loss], "*", ms=15, color=colour, mec="black", label=f"best at d_model {width}: {lr:.2g}")
         ax.axvspan(min(bests), max(bests), color="#bbbbbb", alpha=0.35,
                    label=f"best rates span x{max(bests) / min(bests):.2g}")
-        _finish(ax, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
+        finish_axes(ax, legend_size=8, log="x", xlabel="peak learning rate", ylabel="final validation loss (nats/token)",
                 title=PARAMETRISATION_TITLES.get(name, name), legend="upper center")
         ax.legend(fontsize=7, loc="upper center", ncol=2)
     low = min(r.final_val_loss for n in names for s in sweeps[n].values() for r in s.runs if r.status == "ok")
@@ -205,7 +195,7 @@ def coordinate_check_plot(checks: dict, *, title: str | None = None) -> Figure:
             g = g.sort_values("width")
             slope = np.polyfit(np.log(g.width), np.log(g.change), 1)[0]
             ax.plot(g.width, g.change, "o-", color=colour, label=f"{layer}: ~ width^{slope:.2f}")
-        _finish(ax, log="xy", xlabel="width (d_model)", ylabel="mean |change| per coordinate",
+        finish_axes(ax, legend_size=8, log="xy", xlabel="width (d_model)", ylabel="mean |change| per coordinate",
                 title=f"{PARAMETRISATION_TITLES.get(name, name)}, after step {int(frame.step.max())}",
                 legend="upper left")
     low = min(float(checks[n].change.min()) for n in names)

@@ -16,7 +16,7 @@ from cot_lab.core.speed import expected_seconds
 from cot_lab.data import Corpus
 from cot_lab.moe.plots import router_load
 from cot_lab.moe.router import RouterStats
-from cot_lab.ui.action import LongAction, TrainProgress
+from cot_lab.ui.action import LongAction, TrainProgress, unfinished_run
 from cot_lab.ui.figures import figure_display_data
 from cot_lab.ui.panel import Panel, css_classes
 
@@ -114,8 +114,7 @@ class RouterPanel(Panel):
     def _finished(self, result) -> str:
         run, history = result
         if run.status != "ok":
-            self.status.value = html.escape(f"⚠️ run {run.status} after {run.steps:,} steps: not a measurement")
-            return f"stopped after {run.steps:,} steps: kept in the store, marked {run.status}"
+            return unfinished_run(self.status, run)
         self.status.value = html.escape(f"{'📦 from the store' if run.from_store else '✅ trained'}: loss "
                                         f"{run.final_val_loss:.4f} nats/token")
         if history:

@@ -5,22 +5,11 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from cot_lab.ui.figures import log_scale
+from cot_lab.ui.figures import finish_axes
 
 BUDGET_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
 ARCH_STYLE = {"dense": dict(marker="o", ls="--", mfc="white"), "moe": dict(marker="s", ls="-")}
 ARCH_NAME = {"dense": "dense", "moe": "MoE"}
-
-
-def _finish(ax, *, log: str, xlabel: str, ylabel: str, title: str, legend: str | None = "best") -> None:
-    for which in log:
-        log_scale(ax, which)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="major", alpha=0.3)
-    if legend:
-        ax.legend(fontsize=7.5, loc=legend)
-    ax.set_title(title, fontsize=10)
 
 
 def _budget_curves(ax, points, column: str, flops_table=None) -> None:
@@ -48,7 +37,7 @@ def isoflop_comparison(points, flops_table, *, title: str | None = None) -> Figu
     fig = Figure(figsize=(7.8, 4.8), layout="constrained")
     ax = fig.subplots()
     _budget_curves(ax, points, "N_active", flops_table)
-    _finish(ax, log="x", xlabel="active parameters (what one token passes through)",
+    finish_axes(ax, log="x", xlabel="active parameters (what one token passes through)",
             ylabel="final validation loss (nats/token)",
             title=title or "matched active FLOPs: dense vs MoE at each budget (stars: parabola vertices)",
             legend="upper center")
@@ -68,7 +57,7 @@ def memory_comparison(points, memory_table, *, title: str | None = None) -> Figu
                    label="the limit: the best MoE's total parameters" if i == 0 else None)
         ax.plot([row.dense_N_total], [row.dense_loss], "D", ms=8, color=colour, mec="black",
                 label=f"best dense within {row.memory_params / 1e3:.0f}K parameters ({row.budget_flops:.0e})")
-    _finish(ax, log="x", xlabel="total parameters (all experts: what memory must hold)",
+    finish_axes(ax, log="x", xlabel="total parameters (all experts: what memory must hold)",
             ylabel="final validation loss (nats/token)", title=title or "matched memory: loss against total parameters",
             legend=None)
     ax.legend(fontsize=7.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes: every rung is drawn
@@ -90,7 +79,7 @@ def wall_clock_comparison(timing, wall_table, *, title: str | None = None) -> Fi
                       fontsize=8)
     left.set_xticks(rungs, [f"d{t['d_model']}" for t in timing])
     left.set_ylim(0, 1.25 * max(moe_ms + dense_ms))
-    _finish(left, log="", xlabel="ladder rung (d_model)", ylabel="ms per training step",
+    finish_axes(left, log="", xlabel="ladder rung (d_model)", ylabel="ms per training step",
             title="one step on this machine", legend="upper left")
     c = wall_table.budget_flops.to_numpy(float)
     right.plot(c, wall_table.dense_loss, "o--", color="#7f7f7f", mfc="white", label="dense, best at C FLOPs")
@@ -100,7 +89,7 @@ def wall_clock_comparison(timing, wall_table, *, title: str | None = None) -> Fi
     if (~solid).any():
         right.plot(c[~solid], wall_table.moe_loss[~solid], "s", color="#1f77b4", mfc="white",
                    label="MoE, extrapolated below its budgets")
-    _finish(right, log="x", xlabel="dense training budget C (FLOPs) = the seconds both get",
+    finish_axes(right, log="x", xlabel="dense training budget C (FLOPs) = the seconds both get",
             ylabel="best loss (nats/token)", title=title or "matched wall-clock", legend="upper right")
     return fig
 
@@ -126,13 +115,13 @@ def router_load(history, *, n_experts: int, title: str | None = None, others: di
     left.set_xticks(experts, [str(e) for e in experts])
     left.set_ylim(0, max(1.35 * float(last.load.max()), 1.5 / n_experts))
     dead = sum(len(d) for d in last.dead_experts)
-    _finish(left, log="", xlabel="expert", ylabel="share of routed assignments",
+    finish_axes(left, log="", xlabel="expert", ylabel="share of routed assignments",
             title=f"load at the end ({dead} dead expert-layers)", legend="upper right")
     for label, records, style in [("this run", history, "-")] + [(k, v, ":") for k, v in (others or {}).items()]:
         tokens = [r["trained_tokens"] / 1e6 for r in records]
         right.plot(tokens, [float(np.mean(r["balance_loss"])) for r in records], style, lw=1.6, label=label)
     right.axhline(1.0, color="black", ls="--", lw=1, label="perfect balance (1)")
-    _finish(right, log="", xlabel="training tokens (millions)", ylabel="balance loss N_E sum f_i P_i",
+    finish_axes(right, log="", xlabel="training tokens (millions)", ylabel="balance loss N_E sum f_i P_i",
             title=title or "balance over training", legend="upper right")
     return fig
 
@@ -150,7 +139,7 @@ def serving_tradeoff(serving, *, batch_size: int = 1, title: str | None = None) 
         ax.plot([xd], [yd], "o", color=colour, mfc="white", ms=8, label=f"d{row['d_model']} dense")
         ax.plot([xm], [ym], "s", color=colour, ms=8, label=f"d{row['d_model']} MoE")
         ax.annotate("", (xm, ym), (xd, yd), arrowprops=dict(arrowstyle="->", color=colour, lw=1))
-    _finish(ax, log="x", xlabel="weights in memory (MB, fp32)", ylabel=f"decode tokens/s at batch {batch_size}",
+    finish_axes(ax, log="x", xlabel="weights in memory (MB, fp32)", ylabel=f"decode tokens/s at batch {batch_size}",
             title=title or "serving: memory against decode speed", legend="upper right")
     low, high = ax.get_ylim()
     ax.set_ylim(low, high + 0.6 * (high - low))

@@ -22,7 +22,7 @@ from cot_lab.core.executor import default_workers
 from cot_lab.core.shapes import size_ladder
 from cot_lab.ui.format import human
 from cot_lab.core.speed import expected_seconds, speed_for
-from cot_lab.ui.action import LongAction, TrainProgress
+from cot_lab.ui.action import LongAction, TrainProgress, unfinished_run
 from cot_lab.ui.panel import Panel, css_classes
 
 
@@ -118,9 +118,7 @@ class SizeAtBudgetPanel(Panel):
     def _finished(self, run: Run) -> str:
         run._model = None
         if run.status != "ok":
-            self.status.value = html.escape(f"⚠️ run {run.status} after {run.steps:,} steps: not a measurement; "
-                                            "press the button again to train it in full")
-            return f"stopped after {run.steps:,} steps: kept in the store, marked {run.status}"
+            return unfinished_run(self.status, run, advice="press the button again to train it in full")
         self.measured.append(run)
         self.status.value = html.escape(f"{'📦 from the store' if run.from_store else '✅ trained'}: "
                                         f"{run.final_val_loss:.4f} nats/token")

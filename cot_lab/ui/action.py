@@ -12,6 +12,7 @@ Stop interrupts it, the panel's Stop button is not needed (and stays disabled), 
 from __future__ import annotations
 
 import contextvars
+import html
 import signal
 import sys
 import threading
@@ -146,6 +147,16 @@ class TrainProgress(Callback):
     def on_eval(self, state: TrainState, val_loss: float) -> None:
         self.ctx.report(state.progress, f"{self.prefix}step {state.step:,} · validation loss {val_loss:.3f}",
                         force=True)
+
+
+def unfinished_run(status: W.HTML, run, *, advice: str = "") -> str | None:
+    """For a run that did not finish ("interrupted", "diverged"): say so in `status` (with `advice`) and return the
+    action bar's closing text; None for a finished ("ok") run, which the panel reports itself."""
+    if run.status == "ok":
+        return None
+    status.value = html.escape(f"⚠️ run {run.status} after {run.steps:,} steps: not a measurement"
+                               + (f"; {advice}" if advice else ""))
+    return f"stopped after {run.steps:,} steps: kept in the store, marked {run.status}"
 
 
 class LongAction:

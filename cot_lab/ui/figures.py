@@ -47,6 +47,20 @@ def log_scale(ax, which: str = "x") -> None:
         axis.set_minor_formatter(_minor_log_label(axis))
 
 
+def finish_axes(ax, *, xlabel: str, ylabel: str, title: str, legend: str | None = "best", log: str = "",
+                legend_size: float = 7.5) -> None:
+    """The kit's axes finish: log scales along `log` ("", "x", "y", "xy"), labels, a light major grid, the legend at
+    `legend` (None: no legend) and a small title."""
+    for which in log:
+        log_scale(ax, which)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    if legend:
+        ax.legend(fontsize=legend_size, loc=legend)
+    ax.set_title(title, fontsize=10)
+
+
 def _label(run) -> str:
     n = run.n_params
     size = f"{n / 1e6:.3g}M" if n >= 1e6 else f"{n / 1e3:.3g}K"
