@@ -61,7 +61,8 @@ def test_contamination_panel_refuses_a_corpus_name(shipped):
 def test_figures_are_readable(shipped):
     record = R.by_copies(shipped, 16)
     gaps = {r["copies"]: R.planted_gap(r) for r in shipped["contamination"]}
-    assert_readable(plots.contamination_curves(record["history"], floor=2.98, gaps=gaps, copies=16))
+    assert_readable(plots.contamination_curves(record["history"], floors=R.row_floors(shipped), gaps=gaps,
+                                               copies=16))
     memo = shipped["memorisation"]
     assert_readable(plots.memorisation_plot(R.memorisation_frame(shipped), fit=R.memorisation_fit(shipped),
                                             suffix=memo["suffix"], prefix=memo["prefix"]))
@@ -72,4 +73,4 @@ def test_figures_are_readable(shipped):
     jaccard = rng.uniform(0.3, 1.0, 200)
     assert_readable(plots.dedup_found(jaccard, rng.random(200) < jaccard ** 4, bands=14, rows=8))
     with pytest.raises(ValueError, match="history is empty"):
-        plots.contamination_curves([], floor=2.98, gaps=gaps, copies=16)
+        plots.contamination_curves([], floors=R.row_floors(shipped), gaps=gaps, copies=16)

@@ -34,7 +34,8 @@ def test_evaluation_exercises_answered_and_button_pressed(smoke_env):  # noqa: F
     text = answered_text(PATH, ANSWERS, PRESS, n_checks=3)
     assert re.search(r"\d+ shipped runs of d_model 48 x 3 layers", text), text
     assert re.search(r"64 copies: planted rows \d\.\d{3}, clean rows \d\.\d{3} \(gap \+0\.\d{3}\)", text), text
-    assert re.search(r"exact floor 2\.98\d\d: planted rows below it at copies", text), text
+    assert re.search(r"exact floor of the planted rows 2\.9\d{3} \(of the clean rows 2\.9\d{3}\): the planted rows. "
+                     r"excess above it falls from 0\.\d{3} \(0 copies\) to 0\.\d{3} \(64 copies\)", text), text
     assert re.search(r" 64 copies: loss AUC \d\.\d\d, Min-K% AUC \d\.\d\d; above the clean run", text), text
     assert re.search(r"  1 copies: loss AUC \d\.\d\d, Min-K% AUC \d\.\d\d; no more than the clean run", text), text
     assert re.search(r"log-linear fit: \+0\.\d{3} ± 0\.\d{3} of the rows per tenfold copies", text), text

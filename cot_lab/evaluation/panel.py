@@ -32,7 +32,7 @@ class ContaminationPanel(Panel):
         self.results, self.corpus = results, corpus
         self.store = RunStore() if store is None else store
         self.flops = pilot.STUDY_FLOPS if flops is None else validate.number("flops", flops, hint="FLOPs, e.g. 2e12")
-        self.floor = float(results["floors"]["clean"]["entropy"])
+        self.floors = R.row_floors(results)
         self.gaps = {r["copies"]: R.planted_gap(r) for r in results["contamination"]}
         options = sorted(self.gaps)
         self.copies = W.SelectionSlider(options=options, value=options[0], description="copies planted (each row)",
@@ -67,12 +67,12 @@ class ContaminationPanel(Panel):
                                    f"{html.escape(r['verdict'])}")
         self.readout_html.value = (
             f"planted rows <b>{r['planted_loss']:.3f}</b>, clean rows <b>{r['clean_loss']:.3f}</b> nats/token "
-            f"(exact floor {self.floor:.3f}): gap <b>{r['gap']:+.3f}</b>. Membership from the loss: AUC "
+            f"(their exact floors {self.floors['planted']:.3f} and {self.floors['clean']:.3f}): gap <b>{r['gap']:+.3f}</b>. Membership from the loss: AUC "
             f"<b>{r['auc_loss']:.2f}</b> (Min-K% {r['auc_min_k']:.2f}; 0.5 is chance). Greedy decoding reproduces "
             f"<b>{r['exact_match_planted']:.0%}</b> of the planted rows' continuations exactly "
             f"(clean rows: {r['exact_match_clean']:.0%}).")
         record = R.by_copies(self.results, r["copies"])
-        fig = contamination_curves(history or record["history"], floor=self.floor, gaps=self.gaps,
+        fig = contamination_curves(history or record["history"], floors=self.floors, gaps=self.gaps,
                                    copies=r["copies"], title=None if history is None else
                                    f"{r['copies']} copies, trained now")
         self.plot.outputs = (figure_display_data(fig),)

@@ -11,9 +11,10 @@ PLANTED_COLOUR, CLEAN_COLOUR, FLOOR_COLOUR = "#d62728", "#1f77b4", "black"
 KIND_COLOURS = {"random": "#9467bd", "shuffled": "#ff7f0e", "boilerplate": "#2ca02c"}
 
 
-def contamination_curves(history, *, floor: float, gaps: dict, copies: int, title: str | None = None) -> Figure:
-    """Left: loss over training of the planted rows and the clean rows (history: SliceLossCallback records), the
-    exact floor dashed. Right: the final gap (clean minus planted, nats/token) against copies, this setting ringed."""
+def contamination_curves(history, *, floors: dict, gaps: dict, copies: int, title: str | None = None) -> Figure:
+    """Left: loss over training of the planted rows and the clean rows (history: SliceLossCallback records), each
+    set's exact floor ({"planted": , "clean": }, nats/token) dashed in its colour. Right: the final gap (clean minus
+    planted, nats/token) against copies, this setting ringed."""
     if not history:
         raise ValueError("history is empty: give the slice-loss records of a run (SliceLossCallback.records)")
     fig = Figure(figsize=(10, 4.0), layout="constrained")
@@ -23,9 +24,11 @@ def contamination_curves(history, *, floor: float, gaps: dict, copies: int, titl
                                 ("clean", CLEAN_COLOUR, "clean validation rows")):
         if name in history[0]:
             left.plot(tokens, [r[name] for r in history], "-o", ms=3, color=colour, label=label)
-    left.axhline(floor, color=FLOOR_COLOUR, ls="--", lw=1, label=f"exact floor {floor:.3f}")
+            left.axhline(floors[name], color=colour, ls="--", lw=1, label=f"exact floor of the {name} rows "
+                                                                          f"{floors[name]:.3f}")
     values = [r[k] for r in history for k in ("planted", "clean") if k in r]
-    left.set_ylim(min(min(values), floor) - 0.08, min(max(values), floor + 1.6) + 0.05)
+    low = min(floors.values())
+    left.set_ylim(min(min(values), low) - 0.08, min(max(values), low + 1.6) + 0.05)
     finish_axes(left, xlabel="training tokens (millions)", ylabel="loss (nats/token)",
             title=title or f"{copies} copies of each planted row", legend="upper right")
     shown = sorted(c for c in gaps if c > 0)

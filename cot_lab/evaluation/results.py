@@ -50,6 +50,13 @@ def by_copies(results: dict, copies: int) -> dict:
     raise ValueError(f"copies={copies!r} was not shipped; choose one of {[r['copies'] for r in results['contamination']]}")
 
 
+def row_floors(results: dict) -> dict:
+    """{"planted": , "clean": } the exact loss of those very validation rows under the language (nats/token): the
+    floor each set's curve is read against (the planted rows happen to be a little easier than the clean ones)."""
+    exact = np.asarray(results["floors"]["headline"]["exact"])
+    return {"planted": float(exact[:pilot.PLANTED].mean()), "clean": float(exact[pilot.PLANTED:].mean())}
+
+
 def planted_gap(record: dict) -> float:
     """Mean loss of the clean validation rows minus that of the planted rows, nats/token (0: no sign of the leak)."""
     planted = np.asarray(record["slices"]["headline"][:pilot.PLANTED])
