@@ -33,6 +33,7 @@ from cot_lab.core.skills import SkillReport, loss_by_skill
 from cot_lab.core.training import train, train_many
 from cot_lab.data import Corpus, load_corpus
 from cot_lab.data.synthetic_shift import ShiftSpec
+from cot_lab.deploy import Registry, drift_monitor, serve
 from cot_lab.evaluation import (GateReport, SliceLossCallback, add_junk, contaminate, datasheet, dedup,
                                 document_losses, evaluation_gate, evaluation_gate_from_losses, exact_match_rate,
                                 membership_report, memorisation_curve, ngram_overlap, quality_filter)
@@ -74,4 +75,6 @@ __all__ = [
     "ngram_overlap", "contaminate", "dedup", "evaluation_gate", "evaluation_gate_from_losses", "GateReport",
     "document_losses", "ShiftSpec", "membership_report", "exact_match_rate", "memorisation_curve", "add_junk",
     "quality_filter", "datasheet", "SliceLossCallback",
+    # deployment
+    "Registry", "serve", "drift_monitor",
 ]

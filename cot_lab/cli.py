@@ -312,10 +312,28 @@ def _add_sweep_args(parser) -> None:
                         help="runs side by side (default: one per CPU core without a GPU, else 1)")
 
 
+def _serve(args) -> int:
+    """Serve a registry's champion on 127.0.0.1 until Ctrl-C (fastapi and uvicorn load only for this command)."""
+    from pathlib import Path
+
+    from cot_lab.deploy.serving import serve_main
+
+    if not (Path(args.registry).expanduser() / "mlflow.db").is_file():
+        raise CliError(f"--registry {args.registry}: no model registry there; make one in Python with "
+                       "cl.Registry(path).register(...) and promote a version to champion first")
+    return serve_main(args.registry, args.alias, args.port, args.canary)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cot-lab", description="cot-lab: compute-optimal training, by doing it")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="device, measured peak FLOP/s, versions, store path").set_defaults(func=_doctor)
+    sv = sub.add_parser("serve", help="serve a model registry's champion over HTTP on 127.0.0.1 (Ctrl-C stops)")
+    sv.add_argument("--registry", required=True, help="registry folder (cl.Registry(path))")
+    sv.add_argument("--alias", default="champion", help="the alias served (default champion)")
+    sv.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 picks a free one)")
+    sv.add_argument("--canary", type=float, default=0.0, help="share of requests sent to the challenger, in [0, 1]")
+    sv.set_defaults(func=_serve)
     tr = sub.add_parser("train", help="train one model under a budget")
     tr.add_argument("--params", type=float, default=1e6, help="target model size in parameters (default 1e6)")
     budget = tr.add_mutually_exclusive_group(required=True)

@@ -38,3 +38,16 @@ def decoded(monkeypatch):
 
     monkeypatch.setattr(Run, "from_record", classmethod(counting))
     return seen
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module (restored after it): tiny models score and train as fast on one
+    thread, and on a busy machine (CI) an OpenMP team per op waits for its descheduled threads (0.3 s seen for a
+    5-token forward). Use with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

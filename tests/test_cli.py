@@ -184,3 +184,10 @@ def test_a_local_folder_needs_a_licence_from_the_command_line_too(capsys, monkey
     capsys.readouterr()
     assert main(["train", "--corpus", "synthetic", "--licence", "MIT", "--flops", "1e10", "--no-store"]) == 2
     assert "--licence 'MIT' declares the terms of a local text file or folder" in _error_line(capsys)
+
+
+def test_serve_refuses_a_folder_with_no_registry_and_creates_nothing(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("COT_LAB_HOME", str(tmp_path / "home"))
+    assert main(["serve", "--registry", str(tmp_path / "nothing")]) == 2
+    assert "no model registry there" in _error_line(capsys)
+    assert not (tmp_path / "nothing").exists()

@@ -23,12 +23,7 @@ TOKENS = 400_000   # per training run
 FIT = dict(batch_size=8, lr=0.002, seed=0, precision="fp32", progress=False, eval_sequences=8, compile=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()  # restored: other test modules keep their setting
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -328,3 +328,14 @@ def test_layer_report(corpus):
 def test_bad_arguments_raise_value_error_naming_them(corpus, call, arg):
     with pytest.raises(ValueError, match=arg):
         call(corpus)
+
+
+def test_encode_is_decode_reversed_and_refuses_foreign_words():
+    corpus = SyntheticCorpus(version=3)
+    rows = corpus.val_batch(8, 64)
+    for row in rows:
+        assert corpus.encode(corpus.decode(row)) == row.tolist()
+    with pytest.raises(ValueError, match="does not have, e.g. \\['hello'"):
+        corpus.encode("hello " + corpus.decode(rows[0][:4]))
+    with pytest.raises(ValueError, match="text must be a string"):
+        corpus.encode(rows[0])

@@ -15,13 +15,19 @@ import warnings
 NOISY_LOGGERS = ("torchao", "torch.utils._pytree")
 
 
-@contextlib.contextmanager
 def quiet_imports():
     """Within the block, the loggers in NOISY_LOGGERS show errors only and Python warnings are ignored."""
-    loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
+    return quiet_loggers(NOISY_LOGGERS, logging.ERROR)
+
+
+@contextlib.contextmanager
+def quiet_loggers(names, level: int):
+    """Within the block, the loggers called `names` show `level` and above, and Python warnings are ignored; their
+    levels are put back afterwards, so no global logging state changes."""
+    loggers = [logging.getLogger(name) for name in names]
     saved = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.ERROR)
+        lg.setLevel(level)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -77,6 +77,7 @@ class SyntheticCorpus(Corpus):
         self._entropies: dict[int, tuple[float, float]] = {}
         self._val: tuple[tuple[int, int], torch.Tensor] | None = None
         self._unshifted_fingerprint = None if self.shift else self.fingerprint
+        self._ids: dict[str, int] | None = None  # word -> id, built on the first encode
 
     @property
     def unshifted_fingerprint(self) -> str:
@@ -231,6 +232,21 @@ class SyntheticCorpus(Corpus):
         return report
 
     # ------------------------------------------------------------ for people
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` written in the language (whitespace-separated words, as `decode` writes them)."""
+        if not isinstance(text, str):
+            raise ValueError(f"text must be a string of the language's words (as corpus.decode writes them); got "
+                             f"{type(text).__name__}")
+        if self._ids is None:
+            self._ids = {w: i for i, w in enumerate(self.language.words)}
+        ids, unknown = [], []
+        for word in text.split():
+            (ids.append(self._ids[word]) if word in self._ids else unknown.append(word))
+        if unknown:
+            raise ValueError(f"text holds {len(unknown)} word(s) the language does not have, e.g. {unknown[:3]}: write "
+                             "text in the language's own words, e.g. corpus.decode(corpus.val_batch(1, 32)[0])")
+        return ids
+
     def decode(self, ids) -> str:
         """Readable text for token ids; each document starts on a new line with <doc>."""
         ids = np.asarray(ids.detach().cpu() if isinstance(ids, torch.Tensor) else ids).ravel()
