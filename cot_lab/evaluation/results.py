@@ -15,7 +15,7 @@ from cot_lab.evaluation import pilot
 # What the shift selector offers: the run that is tested, its in-distribution slice and its shifted slice.
 SHIFT_VIEWS = {
     "rare topics": dict(run="clean", id="clean", ood="rare topics",
-                        about="documents only from topics 12-15, the ~8% the training language draws least"),
+                        about="documents only from topics 12-15, the four the training language draws least"),
     "deep nesting": dict(run="clean", id="clean", ood="deep nesting",
                          about="clauses and brackets open 10 times as often: deeper stacks than training showed"),
     "held-out topics": dict(run="common topics only", id="common topics", ood="rare topics",
